@@ -1,0 +1,334 @@
+//! The command line: the only module that knows clap. Turns arguments into a validated `Config`.
+use std::ffi::OsString;
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+
+use clap::{ArgAction, Parser, ValueEnum};
+
+use crate::config::{Config, CopyMethod, CrateKind, EngineChoice, Output, TargetSelection};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0    everything was copied
+  1    some files failed (each one reported; the rest were copied)
+  2    usage, selection or planning error (nothing was written)
+  130  interrupted by SIGINT (143: SIGTERM); no partial file is left under a final name";
+
+/// Copy cargo build artifacts (and globbed files) into a directory, fast.
+///
+/// Asks cargo which packages and targets the workspace has, picks the artifacts you select from
+/// the target directory (bins, cdylibs, staticlibs and dylibs by default; never .d files, rlibs
+/// or proc-macros unless asked), adds files matched by PATTERNs, checks the whole plan for
+/// conflicts, then copies: on Linux through io_uring when the kernel allows it, elsewhere with a
+/// portable engine. Each file is written under a temporary name and renamed into place.
+#[derive(Debug, Parser)]
+#[command(
+    name = "cargo-fastcp",
+    bin_name = "cargo fastcp",
+    version,
+    after_help = EXIT_CODES,
+    after_long_help = EXIT_CODES,
+    max_term_width = 100
+)]
+struct Cli {
+    /// Directory to copy into (created if missing); required unless --dry-run
+    #[arg(short = 'o', long, value_name = "DIR")]
+    out_dir: Option<PathBuf>,
+
+    /// Globs of extra files to copy, relative to the workspace root (or --from)
+    ///
+    /// `**` crosses directories, `*` does not. Matched files keep their relative path under the
+    /// out-dir; a directory a pattern names is copied whole. A pattern that matches nothing is an
+    /// error. Patterns alone (no package or target flag) copy only what they match.
+    #[arg(value_name = "PATTERN")]
+    patterns: Vec<String>,
+
+    /// Path to Cargo.toml
+    #[arg(long, value_name = "PATH", help_heading = "Package Selection")]
+    manifest_path: Option<PathBuf>,
+
+    /// Package to take artifacts from (repeatable)
+    #[arg(
+        short,
+        long = "package",
+        value_name = "SPEC",
+        help_heading = "Package Selection"
+    )]
+    package: Vec<String>,
+
+    /// All workspace members
+    #[arg(long, help_heading = "Package Selection")]
+    workspace: bool,
+
+    /// Leave out a package (with --workspace)
+    #[arg(
+        long,
+        value_name = "SPEC",
+        requires = "workspace",
+        help_heading = "Package Selection"
+    )]
+    exclude: Vec<String>,
+
+    /// Only this binary (repeatable)
+    #[arg(long = "bin", value_name = "NAME", help_heading = "Target Selection")]
+    bin: Vec<String>,
+
+    /// All binaries
+    #[arg(long, help_heading = "Target Selection")]
+    bins: bool,
+
+    /// Only this example (repeatable)
+    #[arg(
+        long = "example",
+        value_name = "NAME",
+        help_heading = "Target Selection"
+    )]
+    example: Vec<String>,
+
+    /// All examples
+    #[arg(long, help_heading = "Target Selection")]
+    examples: bool,
+
+    /// The library target (every crate type it builds, rlib included)
+    #[arg(long, help_heading = "Target Selection")]
+    lib: bool,
+
+    /// Only artifacts of this crate type (repeatable)
+    #[arg(long = "crate-type", value_name = "TYPE", value_parser = crate_kind, help_heading = "Target Selection")]
+    crate_type: Vec<CrateKind>,
+
+    /// Also copy debug info files next to artifacts (.pdb on MSVC, .dSYM on Apple)
+    #[arg(long, help_heading = "Target Selection")]
+    debug_files: bool,
+
+    /// Artifacts of the release profile
+    #[arg(
+        short = 'r',
+        long,
+        conflicts_with = "profile",
+        help_heading = "Compilation Options"
+    )]
+    release: bool,
+
+    /// Artifacts of this profile (dev → debug/, release → release/, custom → its name)
+    #[arg(long, value_name = "NAME", help_heading = "Compilation Options")]
+    profile: Option<String>,
+
+    /// Artifacts built for this target triple (repeatable; several go to <out-dir>/<triple>/)
+    #[arg(
+        long = "target",
+        value_name = "TRIPLE",
+        help_heading = "Compilation Options"
+    )]
+    target: Vec<String>,
+
+    /// Directory of build outputs [default: cargo's target directory]
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "CARGO_TARGET_DIR",
+        help_heading = "Compilation Options"
+    )]
+    target_dir: Option<PathBuf>,
+
+    /// Match PATTERNs under this directory instead of the workspace; cargo is not run
+    #[arg(
+        long,
+        value_name = "DIR",
+        requires = "patterns",
+        conflicts_with_all = ["package", "workspace", "bin", "bins", "example", "examples", "lib", "crate_type", "release", "profile", "target", "manifest_path"],
+        help_heading = "Files"
+    )]
+    from: Option<PathBuf>,
+
+    /// Leave out matches of this glob (repeatable)
+    #[arg(long, value_name = "GLOB", help_heading = "Files")]
+    exclude_glob: Vec<String>,
+
+    /// Follow symlinks (copy what they point to); loops are an error
+    #[arg(short = 'L', long, help_heading = "Files")]
+    dereference: bool,
+
+    /// Print the plan (source → destination, size) and write nothing
+    #[arg(long)]
+    dry_run: bool,
+
+    /// Files copied concurrently [default: available cores]
+    #[arg(short, long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    jobs: Option<u16>,
+
+    /// Copy engine: io-uring (Linux), portable, or auto (io-uring where the kernel allows it)
+    #[arg(long, value_enum, default_value_t = EngineArg::Auto, help_heading = "Engine")]
+    engine: EngineArg,
+
+    /// How io-uring moves bytes: buffer-ring, copy-file-range, or auto (by file size)
+    #[arg(long, value_enum, default_value_t = MethodArg::Auto, help_heading = "Engine")]
+    copy_method: MethodArg,
+
+    /// Files in flight per io-uring worker
+    #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=4096), help_heading = "Engine")]
+    max_in_flight: u16,
+
+    /// Flush files and directories to disk before reporting success
+    #[arg(long, help_heading = "Engine")]
+    fsync: bool,
+
+    /// Output format
+    #[arg(long, value_enum, default_value_t = FormatArg::Human, value_name = "FMT")]
+    message_format: FormatArg,
+
+    /// No progress bar or summary line; errors only
+    #[arg(short, long)]
+    quiet: bool,
+
+    /// Say more (which engine and why; -vv: every file)
+    #[arg(short, long, action = ArgAction::Count)]
+    verbose: u8,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum EngineArg {
+    Auto,
+    IoUring,
+    Portable,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum MethodArg {
+    Auto,
+    BufferRing,
+    CopyFileRange,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum FormatArg {
+    Human,
+    Json,
+}
+
+fn crate_kind(s: &str) -> Result<CrateKind, String> {
+    CrateKind::parse(s).ok_or_else(|| {
+        let all: Vec<&str> = CrateKind::ALL.iter().map(|k| k.as_str()).collect();
+        format!("unknown crate type `{s}` (one of: {})", all.join(", "))
+    })
+}
+
+/// Drops the `fastcp` that cargo passes when run as `cargo fastcp`.
+fn strip_subcommand(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
+    let mut args: Vec<OsString> = args.into_iter().collect();
+    if args.get(1).is_some_and(|a| a == "fastcp") {
+        args.remove(1);
+    }
+    args
+}
+
+/// Parses arguments (as `cargo fastcp …` or `cargo-fastcp …`) into a validated config.
+pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Config, clap::Error> {
+    let cli = Cli::try_parse_from(strip_subcommand(args))?;
+    into_config(cli)
+}
+
+fn usage(msg: impl std::fmt::Display) -> clap::Error {
+    use clap::CommandFactory;
+    Cli::command().error(clap::error::ErrorKind::ArgumentConflict, msg)
+}
+
+fn into_config(cli: Cli) -> Result<Config, clap::Error> {
+    if cli.out_dir.is_none() && !cli.dry_run {
+        return Err(usage("-o/--out-dir <DIR> is required (or pass --dry-run)"));
+    }
+    if let Some(p) = &cli.profile {
+        if p.is_empty() || p.contains(['/', '\\']) || p == ".." || p == "." {
+            return Err(usage(format!("invalid profile name `{p}`")));
+        }
+    }
+    for t in &cli.target {
+        if t.is_empty() || t.contains(['/', '\\']) || t.starts_with('.') {
+            return Err(usage(format!("invalid target triple `{t}`")));
+        }
+    }
+    let mut cfg = Config::new();
+    cfg.out_dir = cli.out_dir;
+    cfg.manifest_path = cli.manifest_path;
+    cfg.packages = cli.package;
+    cfg.workspace = cli.workspace;
+    cfg.exclude = cli.exclude;
+    cfg.targets = TargetSelection {
+        bins: cli.bin,
+        all_bins: cli.bins,
+        examples: cli.example,
+        all_examples: cli.examples,
+        lib: cli.lib,
+        crate_types: cli.crate_type,
+    };
+    cfg.profile = match (cli.release, cli.profile) {
+        (true, _) => "release".into(),
+        (false, Some(p)) => p,
+        (false, None) => "dev".into(),
+    };
+    cfg.triples = cli.target;
+    cfg.target_dir = cli.target_dir.filter(|p| !p.as_os_str().is_empty());
+    cfg.patterns = cli.patterns;
+    cfg.from = cli.from;
+    cfg.exclude_globs = cli.exclude_glob;
+    cfg.dereference = cli.dereference;
+    cfg.debug_files = cli.debug_files;
+    cfg.dry_run = cli.dry_run;
+    if let Some(j) = cli.jobs.and_then(|j| NonZeroUsize::new(j.into())) {
+        cfg.jobs = j;
+    }
+    cfg.engine = match cli.engine {
+        EngineArg::Auto => EngineChoice::Auto,
+        EngineArg::IoUring => EngineChoice::IoUring,
+        EngineArg::Portable => EngineChoice::Portable,
+    };
+    cfg.copy_method = match cli.copy_method {
+        MethodArg::Auto => CopyMethod::Auto,
+        MethodArg::BufferRing => CopyMethod::BufferRing,
+        MethodArg::CopyFileRange => CopyMethod::CopyFileRange,
+    };
+    cfg.max_in_flight = cli.max_in_flight.into();
+    cfg.fsync = cli.fsync;
+    cfg.output = match (cli.message_format, cli.quiet) {
+        (FormatArg::Json, _) => Output::Json,
+        (FormatArg::Human, true) => Output::Quiet,
+        (FormatArg::Human, false) => Output::Human,
+    };
+    cfg.verbose = cli.verbose;
+    Ok(cfg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<OsString> {
+        a.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn cargo_style_and_direct_invocations_parse_alike() {
+        let a = parse(args(&["cargo-fastcp", "fastcp", "--release", "-o", "d"])).unwrap();
+        let b = parse(args(&["cargo-fastcp", "--release", "-o", "d"])).unwrap();
+        assert_eq!(a.profile, "release");
+        assert_eq!(b.profile, "release");
+        assert_eq!(a.out_dir, b.out_dir);
+    }
+
+    #[test]
+    fn bad_combinations_are_usage_errors() {
+        for bad in [
+            &["x", "--release", "--profile", "dev", "-o", "d"][..],
+            &["x", "-j", "0", "-o", "d"],
+            &["x", "--release"],
+            &["x", "--from", "d", "-o", "o"],
+            &["x", "--from", "d", "-p", "a", "-o", "o", "*"],
+            &["x", "--exclude", "a", "-o", "o"],
+            &["x", "--crate-type", "exe", "-o", "o"],
+            &["x", "--max-in-flight", "0", "-o", "o"],
+        ] {
+            let e = parse(args(bad)).expect_err(&format!("{bad:?} should fail"));
+            assert_eq!(e.exit_code(), 2, "{bad:?}");
+        }
+    }
+}

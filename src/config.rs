@@ -1,0 +1,166 @@
+//! The plain, validated run configuration that drives everything after the CLI.
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+
+/// A crate kind as `cargo build` names it, used by `--crate-type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CrateKind {
+    Bin,
+    Example,
+    Cdylib,
+    Staticlib,
+    Dylib,
+    Rlib,
+    ProcMacro,
+}
+
+impl CrateKind {
+    pub const ALL: [CrateKind; 7] = [
+        CrateKind::Bin,
+        CrateKind::Example,
+        CrateKind::Cdylib,
+        CrateKind::Staticlib,
+        CrateKind::Dylib,
+        CrateKind::Rlib,
+        CrateKind::ProcMacro,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CrateKind::Bin => "bin",
+            CrateKind::Example => "example",
+            CrateKind::Cdylib => "cdylib",
+            CrateKind::Staticlib => "staticlib",
+            CrateKind::Dylib => "dylib",
+            CrateKind::Rlib => "rlib",
+            CrateKind::ProcMacro => "proc-macro",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<CrateKind> {
+        CrateKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// Which targets of the selected packages to take artifacts from.
+#[derive(Debug, Clone, Default)]
+pub struct TargetSelection {
+    pub bins: Vec<String>,
+    pub all_bins: bool,
+    pub examples: Vec<String>,
+    pub all_examples: bool,
+    pub lib: bool,
+    /// Empty means "what ships": bin, cdylib, staticlib, dylib.
+    pub crate_types: Vec<CrateKind>,
+}
+
+impl TargetSelection {
+    /// True when a target flag (not only `--crate-type`) narrows the targets.
+    pub fn names_targets(&self) -> bool {
+        !self.bins.is_empty()
+            || self.all_bins
+            || !self.examples.is_empty()
+            || self.all_examples
+            || self.lib
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    Human,
+    Quiet,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineChoice {
+    Auto,
+    IoUring,
+    Portable,
+}
+
+/// How a regular file's bytes move (io-uring engine; the portable engine always uses the OS copy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyMethod {
+    /// Buffer ring below the size threshold, in-kernel copy above it.
+    Auto,
+    BufferRing,
+    CopyFileRange,
+}
+
+/// Everything a run needs, validated. Built by `cli`, or directly by tests and benchmarks.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub out_dir: Option<PathBuf>,
+    pub manifest_path: Option<PathBuf>,
+    pub packages: Vec<String>,
+    pub workspace: bool,
+    pub exclude: Vec<String>,
+    pub targets: TargetSelection,
+    /// Cargo profile name (`dev`, `release`, custom).
+    pub profile: String,
+    pub triples: Vec<String>,
+    pub target_dir: Option<PathBuf>,
+    pub patterns: Vec<String>,
+    pub from: Option<PathBuf>,
+    pub exclude_globs: Vec<String>,
+    pub dry_run: bool,
+    pub jobs: NonZeroUsize,
+    pub output: Output,
+    pub verbose: u8,
+    pub engine: EngineChoice,
+    pub copy_method: CopyMethod,
+    /// Files in flight per io-uring worker.
+    pub max_in_flight: usize,
+    pub dereference: bool,
+    pub debug_files: bool,
+    pub fsync: bool,
+}
+
+impl Config {
+    /// A config with every default, copying nothing until fields are set.
+    pub fn new() -> Self {
+        Config {
+            out_dir: None,
+            manifest_path: None,
+            packages: Vec::new(),
+            workspace: false,
+            exclude: Vec::new(),
+            targets: TargetSelection::default(),
+            profile: "dev".into(),
+            triples: Vec::new(),
+            target_dir: None,
+            patterns: Vec::new(),
+            from: None,
+            exclude_globs: Vec::new(),
+            dry_run: false,
+            jobs: std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN),
+            output: Output::Human,
+            verbose: 0,
+            engine: EngineChoice::Auto,
+            copy_method: CopyMethod::Auto,
+            max_in_flight: 32,
+            dereference: false,
+            debug_files: false,
+            fsync: false,
+        }
+    }
+
+    /// Artifacts are selected when no pattern is given or any target/package flag is given.
+    pub fn selects_artifacts(&self) -> bool {
+        if self.from.is_some() {
+            return false;
+        }
+        self.patterns.is_empty()
+            || self.targets.names_targets()
+            || !self.targets.crate_types.is_empty()
+            || !self.packages.is_empty()
+            || self.workspace
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self::new()
+    }
+}

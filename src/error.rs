@@ -1,0 +1,94 @@
+//! Library error types: planning errors (nothing written) and per-file copy errors.
+use std::io;
+use std::path::PathBuf;
+
+/// Something wrong with the selection or the plan; raised before anything is written (exit 2).
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("`cargo metadata` failed: {0}")]
+    Metadata(String),
+    #[error("package `{spec}` is not a member of the workspace (members: {members})")]
+    UnknownPackage { spec: String, members: String },
+    #[error("no {kind} target named `{name}` in the selected packages (available: {available})")]
+    UnknownTarget {
+        kind: &'static str,
+        name: String,
+        available: String,
+    },
+    #[error("no library target in the selected packages")]
+    NoLib,
+    #[error("{}", missing_message(.0))]
+    MissingArtifacts(Vec<(PathBuf, String)>),
+    #[error("two sources map to one destination {}:\n  {}\n  {}", .dst.display(), .a.display(), .b.display())]
+    Conflict {
+        dst: PathBuf,
+        a: PathBuf,
+        b: PathBuf,
+    },
+    #[error("destination {} would be both a file (from {}) and a directory", .dst.display(), .src.display())]
+    FileDirConflict { dst: PathBuf, src: PathBuf },
+    #[error("pattern `{pattern}` matched nothing under {}", .base.display())]
+    NoMatch { pattern: String, base: PathBuf },
+    #[error("invalid pattern `{pattern}`: {reason}")]
+    BadPattern { pattern: String, reason: String },
+    #[error("{}: {source}", .path.display())]
+    Io { path: PathBuf, source: io::Error },
+    #[error("{} and its destination {} are the same file; refusing to copy a file onto itself", .src.display(), .dst.display())]
+    SameFile { src: PathBuf, dst: PathBuf },
+    #[error("out-dir {}: {reason}", .path.display())]
+    BadOutDir { path: PathBuf, reason: String },
+    #[error("symlink loop at {} (it leads back to {})", .path.display(), .ancestor.display())]
+    SymlinkLoop { path: PathBuf, ancestor: PathBuf },
+    #[error("{} is outside {} (through a symlinked directory); pass -L/--dereference to follow it", .path.display(), .base.display())]
+    Escapes { path: PathBuf, base: PathBuf },
+    #[error("engine io-uring is not available here: {0}")]
+    EngineUnavailable(String),
+}
+
+fn missing_message(missing: &[(PathBuf, String)]) -> String {
+    let mut s = String::from("selected artifacts are not built:");
+    for (path, cmd) in missing {
+        s.push_str(&format!("\n  {} (build it with `{cmd}`)", path.display()));
+    }
+    s
+}
+
+impl PlanError {
+    pub fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
+        PlanError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// One file that could not be copied. The run goes on; the exit code becomes 1.
+#[derive(Debug, thiserror::Error)]
+pub enum CopyError {
+    #[error("cannot {op} {}: {source}", .path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error("{} changed while it was copied (expected {expected} bytes, read {actual})", .path.display())]
+    Changed {
+        path: PathBuf,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("{} not copied: the file it is a hard link of failed", .path.display())]
+    LinkSourceFailed { path: PathBuf },
+    #[error("{} not copied: interrupted", .path.display())]
+    Interrupted { path: PathBuf },
+}
+
+impl CopyError {
+    pub fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        CopyError::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! The Plan: every copy job (source, destination, kind, size, mode), conflicts found before any write.
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use crate::error::PlanError;
+
+/// What a job is, as users see it (`kind` in JSON).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    Bin,
+    Example,
+    Cdylib,
+    Staticlib,
+    Dylib,
+    Rlib,
+    ProcMacro,
+    DebugInfo,
+    File,
+    Symlink,
+    Dir,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Bin => "bin",
+            Kind::Example => "example",
+            Kind::Cdylib => "cdylib",
+            Kind::Staticlib => "staticlib",
+            Kind::Dylib => "dylib",
+            Kind::Rlib => "rlib",
+            Kind::ProcMacro => "proc-macro",
+            Kind::DebugInfo => "debug-info",
+            Kind::File => "file",
+            Kind::Symlink => "symlink",
+            Kind::Dir => "dir",
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a job is carried out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// Copy a regular file's bytes (the engine's data path).
+    Copy,
+    /// Create a symlink with this target text.
+    Symlink { target: PathBuf },
+    /// Hard-link to the destination of job `of` (same inode in the source), after it is copied.
+    Hardlink { of: usize },
+    /// Create a directory; its mode and mtime are set after its contents.
+    Dir,
+}
+
+/// One copy job.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub src: PathBuf,
+    /// Absolute (or out-dir-joined) destination path.
+    pub dst: PathBuf,
+    pub kind: Kind,
+    pub package: Option<String>,
+    pub size: u64,
+    /// Permission bits (unix `st_mode & 0o7777`; elsewhere 0o644 or 0o755).
+    pub mode: u32,
+    pub mtime: Option<SystemTime>,
+    pub op: Op,
+    /// Source (device, inode) when the source has more than one hard link.
+    pub link_id: Option<(u64, u64)>,
+}
+
+impl Job {
+    /// A job for `src` whose metadata (not following a final symlink) is `md`.
+    pub fn from_metadata(
+        src: PathBuf,
+        dst: PathBuf,
+        kind: Kind,
+        package: Option<String>,
+        md: &std::fs::Metadata,
+        op: Op,
+    ) -> Job {
+        Job {
+            size: if op == Op::Copy { md.len() } else { 0 },
+            mode: mode_of(md),
+            mtime: md.modified().ok(),
+            link_id: link_id_of(md),
+            src,
+            dst,
+            kind,
+            package,
+            op,
+        }
+    }
+}
+
+#[cfg(unix)]
+fn mode_of(md: &std::fs::Metadata) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    md.permissions().mode() & 0o7777
+}
+
+#[cfg(not(unix))]
+fn mode_of(md: &std::fs::Metadata) -> u32 {
+    if md.permissions().readonly() {
+        0o444
+    } else {
+        0o644
+    }
+}
+
+#[cfg(unix)]
+fn link_id_of(md: &std::fs::Metadata) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    (md.is_file() && md.nlink() > 1).then(|| (md.dev(), md.ino()))
+}
+
+#[cfg(not(unix))]
+fn link_id_of(_md: &std::fs::Metadata) -> Option<(u64, u64)> {
+    None
+}
+
+/// The full set of jobs for one run, checked for conflicts.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    pub out_dir: PathBuf,
+    pub jobs: Vec<Job>,
+}
+
+impl Plan {
+    /// Bytes the data path will move (hardlinks and symlinks move none).
+    pub fn total_bytes(&self) -> u64 {
+        self.jobs
+            .iter()
+            .filter(|j| j.op == Op::Copy)
+            .map(|j| j.size)
+            .sum()
+    }
+
+    /// Jobs that produce a file users count (everything but directories).
+    pub fn file_count(&self) -> usize {
+        self.jobs.iter().filter(|j| j.op != Op::Dir).count()
+    }
+
+    /// Builds a plan from candidate jobs: drops exact duplicates (the same source reaching the same
+    /// destination through two patterns), rejects two sources for one destination and a path that
+    /// would be both a file and a directory, and links hardlink groups to their first member.
+    pub fn build(out_dir: PathBuf, candidates: Vec<Job>) -> Result<Plan, PlanError> {
+        let mut jobs: Vec<Job> = Vec::with_capacity(candidates.len());
+        let mut by_dst: HashMap<PathBuf, usize> = HashMap::with_capacity(candidates.len());
+        for job in candidates {
+            if let Some(&i) = by_dst.get(&job.dst) {
+                let other = &jobs[i];
+                if other.src == job.src || (other.op == Op::Dir && job.op == Op::Dir) {
+                    continue;
+                }
+                return Err(PlanError::Conflict {
+                    dst: job.dst,
+                    a: other.src.clone(),
+                    b: job.src,
+                });
+            }
+            by_dst.insert(job.dst.clone(), jobs.len());
+            jobs.push(job);
+        }
+        // A non-directory job whose destination is an ancestor of another job's destination.
+        let mut sorted: BTreeMap<&Path, &Job> = BTreeMap::new();
+        for j in &jobs {
+            sorted.insert(&j.dst, j);
+        }
+        for j in &jobs {
+            for anc in j.dst.ancestors().skip(1) {
+                if let Some(parent_job) = sorted.get(anc) {
+                    if parent_job.op != Op::Dir {
+                        return Err(PlanError::FileDirConflict {
+                            dst: anc.to_path_buf(),
+                            src: parent_job.src.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        let mut plan = Plan { out_dir, jobs };
+        plan.link_hardlinks();
+        Ok(plan)
+    }
+
+    /// Later members of a hard-link group become links to the first: bytes never copied twice.
+    fn link_hardlinks(&mut self) {
+        let mut first: HashMap<(u64, u64), usize> = HashMap::new();
+        for (i, job) in self.jobs.iter_mut().enumerate() {
+            let (Op::Copy, Some(id)) = (&job.op, job.link_id) else {
+                continue;
+            };
+            match first.entry(id) {
+                std::collections::hash_map::Entry::Occupied(e) => {
+                    job.op = Op::Hardlink { of: *e.get() };
+                }
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(i);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,340 @@
+//! Glob patterns and directory trees → candidate jobs, walked with std (no writes).
+use std::collections::HashSet;
+use std::fs::{self, Metadata};
+use std::path::{Component, Path, PathBuf};
+
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+
+use crate::error::PlanError;
+use crate::plan::{Job, Kind, Op};
+
+/// Identity of a directory for pruning and loop detection.
+type DirId = (u64, u64);
+
+#[cfg(unix)]
+fn dir_id(md: &Metadata) -> Option<DirId> {
+    use std::os::unix::fs::MetadataExt;
+    Some((md.dev(), md.ino()))
+}
+
+#[cfg(not(unix))]
+fn dir_id(_md: &Metadata) -> Option<DirId> {
+    None
+}
+
+/// Settings shared by every pattern of one run.
+pub(crate) struct PatternWalk<'a> {
+    pub base: &'a Path,
+    pub out_dir: &'a Path,
+    pub excludes: &'a [String],
+    pub follow: bool,
+    /// Directories never descended into (the out-dir, the cargo target dir when not named).
+    pub prune: Vec<PathBuf>,
+}
+
+fn build_glob(pattern: &str) -> Result<globset::Glob, PlanError> {
+    GlobBuilder::new(pattern)
+        .literal_separator(true)
+        .backslash_escape(cfg!(unix))
+        .build()
+        .map_err(|e| PlanError::BadPattern {
+            pattern: pattern.to_string(),
+            reason: e.kind().to_string(),
+        })
+}
+
+/// Rejects patterns that could reach outside their base: absolute paths and `..`.
+fn check_pattern(pattern: &str) -> Result<(), PlanError> {
+    let bad = |reason: &str| {
+        Err(PlanError::BadPattern {
+            pattern: pattern.to_string(),
+            reason: reason.to_string(),
+        })
+    };
+    if pattern.is_empty() {
+        return bad("empty pattern");
+    }
+    let p = Path::new(pattern);
+    if p.is_absolute() || pattern.starts_with('/') || pattern.starts_with('\\') {
+        return bad("absolute patterns are not allowed; patterns are relative to the workspace root or --from");
+    }
+    if p.components().any(|c| {
+        matches!(
+            c,
+            Component::ParentDir | Component::Prefix(_) | Component::RootDir
+        )
+    }) {
+        return bad("`..` is not allowed; patterns cannot reach outside their base");
+    }
+    Ok(())
+}
+
+fn is_meta(component: &str) -> bool {
+    component.contains(['*', '?', '[', '{', '\\'])
+}
+
+/// The leading components of a pattern that contain no glob syntax.
+fn literal_prefix(pattern: &str) -> (PathBuf, bool) {
+    let mut prefix = PathBuf::new();
+    let parts: Vec<&str> = pattern
+        .split('/')
+        .filter(|s| !s.is_empty() && *s != ".")
+        .collect();
+    for (i, part) in parts.iter().enumerate() {
+        if is_meta(part) {
+            return (prefix, false);
+        }
+        if i + 1 == parts.len() {
+            prefix.push(part);
+            return (prefix, true);
+        }
+        prefix.push(part);
+    }
+    (prefix, true)
+}
+
+impl PatternWalk<'_> {
+    /// Expands every pattern into jobs; a pattern that matches nothing is an error.
+    pub fn collect(&self, patterns: &[String]) -> Result<Vec<Job>, PlanError> {
+        let mut ex = GlobSetBuilder::new();
+        for e in self.excludes {
+            ex.add(build_glob(e.trim_end_matches('/'))?);
+        }
+        let excludes = ex.build().map_err(|e| PlanError::BadPattern {
+            pattern: self.excludes.join(", "),
+            reason: e.to_string(),
+        })?;
+        let base_real = fs::canonicalize(self.base).map_err(|e| PlanError::io(self.base, e))?;
+        let mut prune_ids = HashSet::new();
+        for p in &self.prune {
+            if let Some(id) = fs::metadata(p).ok().as_ref().and_then(dir_id) {
+                prune_ids.insert(id);
+            }
+        }
+        let mut jobs = Vec::new();
+        for pattern in patterns {
+            check_pattern(pattern)?;
+            let before = jobs.len();
+            let (prefix, literal) = literal_prefix(pattern);
+            let start = self.base.join(&prefix);
+            let mut w = Walker {
+                walk: self,
+                excludes: &excludes,
+                prune_ids: &prune_ids,
+                base_real: &base_real,
+                jobs: &mut jobs,
+            };
+            w.check_inside(&start)?;
+            if literal {
+                if excludes.is_match(&prefix) {
+                    return Err(PlanError::NoMatch {
+                        pattern: pattern.clone(),
+                        base: self.base.to_path_buf(),
+                    });
+                }
+                match w.stat(&start) {
+                    Ok(md) => w.add(&start, &prefix, md, &mut Vec::new())?,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(PlanError::io(&start, e)),
+                }
+            } else {
+                let glob = build_glob(pattern)?;
+                let set =
+                    GlobSetBuilder::new()
+                        .add(glob)
+                        .build()
+                        .map_err(|e| PlanError::BadPattern {
+                            pattern: pattern.clone(),
+                            reason: e.to_string(),
+                        })?;
+                if let Ok(md) = w.stat(&start) {
+                    if md.is_dir() {
+                        let mut stack = dir_id(&md).into_iter().collect();
+                        w.search(&start, &prefix, &set, &mut stack)?;
+                    }
+                }
+            }
+            if jobs.len() == before {
+                return Err(PlanError::NoMatch {
+                    pattern: pattern.clone(),
+                    base: self.base.to_path_buf(),
+                });
+            }
+        }
+        Ok(jobs)
+    }
+}
+
+struct Walker<'a, 'w> {
+    walk: &'a PatternWalk<'w>,
+    excludes: &'a GlobSet,
+    prune_ids: &'a HashSet<DirId>,
+    base_real: &'a Path,
+    jobs: &'a mut Vec<Job>,
+}
+
+impl Walker<'_, '_> {
+    fn stat(&self, path: &Path) -> std::io::Result<Metadata> {
+        if self.walk.follow {
+            fs::metadata(path)
+        } else {
+            fs::symlink_metadata(path)
+        }
+    }
+
+    /// Without -L, the directory a pattern starts from must resolve inside the base.
+    fn check_inside(&self, start: &Path) -> Result<(), PlanError> {
+        if self.walk.follow || start == self.walk.base {
+            return Ok(());
+        }
+        // The last component may itself be a symlink (copied as a link), so check its parent.
+        let Some(parent) = start.parent() else {
+            return Ok(());
+        };
+        match fs::canonicalize(parent) {
+            Ok(real) if !real.starts_with(self.base_real) => Err(PlanError::Escapes {
+                path: start.to_path_buf(),
+                base: self.walk.base.to_path_buf(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    fn pruned(&self, md: &Metadata) -> bool {
+        dir_id(md).is_some_and(|id| self.prune_ids.contains(&id))
+    }
+
+    /// Looks for glob matches below `dir`; a matching directory is taken whole.
+    fn search(
+        &mut self,
+        dir: &Path,
+        rel: &Path,
+        set: &GlobSet,
+        stack: &mut Vec<DirId>,
+    ) -> Result<(), PlanError> {
+        for (path, name) in read_sorted(dir)? {
+            let rel = rel.join(&name);
+            if self.excludes.is_match(&rel) {
+                continue;
+            }
+            let md = self.stat(&path).map_err(|e| PlanError::io(&path, e))?;
+            if set.is_match(&rel) {
+                self.add(&path, &rel, md, stack)?;
+            } else if md.is_dir() && !self.pruned(&md) {
+                self.enter(&path, &md, stack)?;
+                self.search(&path, &rel, set, stack)?;
+                stack.pop();
+            }
+        }
+        Ok(())
+    }
+
+    fn enter(&self, path: &Path, md: &Metadata, stack: &mut Vec<DirId>) -> Result<(), PlanError> {
+        if let Some(id) = dir_id(md) {
+            if stack.contains(&id) {
+                return Err(PlanError::SymlinkLoop {
+                    path: path.to_path_buf(),
+                    ancestor: fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()),
+                });
+            }
+            stack.push(id);
+        }
+        Ok(())
+    }
+
+    /// Adds `path` (and, for a directory, everything below it) as jobs at `rel` under the out-dir.
+    fn add(
+        &mut self,
+        path: &Path,
+        rel: &Path,
+        md: Metadata,
+        stack: &mut Vec<DirId>,
+    ) -> Result<(), PlanError> {
+        let dst = self.walk.out_dir.join(rel);
+        let ft = md.file_type();
+        if ft.is_symlink() {
+            let target = fs::read_link(path).map_err(|e| PlanError::io(path, e))?;
+            self.jobs.push(Job::from_metadata(
+                path.to_path_buf(),
+                dst,
+                Kind::Symlink,
+                None,
+                &md,
+                Op::Symlink { target },
+            ));
+        } else if ft.is_dir() {
+            if self.pruned(&md) {
+                return Ok(());
+            }
+            self.jobs.push(Job::from_metadata(
+                path.to_path_buf(),
+                dst,
+                Kind::Dir,
+                None,
+                &md,
+                Op::Dir,
+            ));
+            self.enter(path, &md, stack)?;
+            for (child, name) in read_sorted(path)? {
+                let rel = rel.join(&name);
+                if self.excludes.is_match(&rel) {
+                    continue;
+                }
+                let md = self.stat(&child).map_err(|e| PlanError::io(&child, e))?;
+                self.add(&child, &rel, md, stack)?;
+            }
+            stack.pop();
+        } else if ft.is_file() {
+            self.jobs.push(Job::from_metadata(
+                path.to_path_buf(),
+                dst,
+                Kind::File,
+                None,
+                &md,
+                Op::Copy,
+            ));
+        }
+        // Sockets, FIFOs and devices are not build outputs; they are skipped.
+        Ok(())
+    }
+}
+
+fn read_sorted(dir: &Path) -> Result<Vec<(PathBuf, std::ffi::OsString)>, PlanError> {
+    let rd = fs::read_dir(dir).map_err(|e| PlanError::io(dir, e))?;
+    let mut out = Vec::new();
+    for entry in rd {
+        let entry = entry.map_err(|e| PlanError::io(dir, e))?;
+        out.push((entry.path(), entry.file_name()));
+    }
+    out.sort_by(|a, b| a.1.cmp(&b.1));
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literal_prefix_stops_at_glob_syntax() {
+        assert_eq!(
+            literal_prefix("assets/**"),
+            (PathBuf::from("assets"), false)
+        );
+        assert_eq!(
+            literal_prefix("README.md"),
+            (PathBuf::from("README.md"), true)
+        );
+        assert_eq!(literal_prefix("a/b/*.json"), (PathBuf::from("a/b"), false));
+        assert_eq!(literal_prefix("**/*.json"), (PathBuf::new(), false));
+        assert_eq!(literal_prefix("./a/b"), (PathBuf::from("a/b"), true));
+    }
+
+    #[test]
+    fn patterns_cannot_leave_their_base() {
+        assert!(check_pattern("/etc/passwd").is_err());
+        assert!(check_pattern("../x").is_err());
+        assert!(check_pattern("a/../../x").is_err());
+        assert!(check_pattern("").is_err());
+        assert!(check_pattern("a/**/b..c").is_ok());
+    }
+}
