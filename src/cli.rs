@@ -127,6 +127,7 @@ struct Cli {
         long,
         value_name = "DIR",
         env = "CARGO_TARGET_DIR",
+        hide_env_values = true,
         help_heading = "Compilation Options"
     )]
     target_dir: Option<PathBuf>,
