@@ -263,9 +263,8 @@ fn into_config(cli: Cli) -> Result<Config, clap::Error> {
         crate_types: cli.crate_type,
     };
     cfg.profile = match (cli.release, cli.profile) {
-        (true, _) => "release".into(),
-        (false, Some(p)) => p,
-        (false, None) => "dev".into(),
+        (true, _) => Some("release".into()),
+        (false, p) => p,
     };
     cfg.triples = cli.target;
     cfg.target_dir = cli.target_dir.filter(|p| !p.as_os_str().is_empty());
@@ -311,8 +310,8 @@ mod tests {
     fn cargo_style_and_direct_invocations_parse_alike() {
         let a = parse(args(&["cargo-fastcp", "fastcp", "--release", "-o", "d"])).unwrap();
         let b = parse(args(&["cargo-fastcp", "--release", "-o", "d"])).unwrap();
-        assert_eq!(a.profile, "release");
-        assert_eq!(b.profile, "release");
+        assert_eq!(a.profile(), "release");
+        assert_eq!(b.profile(), "release");
         assert_eq!(a.out_dir, b.out_dir);
     }
 

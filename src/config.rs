@@ -97,8 +97,8 @@ pub struct Config {
     pub workspace: bool,
     pub exclude: Vec<String>,
     pub targets: TargetSelection,
-    /// Cargo profile name (`dev`, `release`, custom).
-    pub profile: String,
+    /// Cargo profile named by `--release`/`--profile`; `None` means cargo's default, dev.
+    pub profile: Option<String>,
     pub triples: Vec<String>,
     pub target_dir: Option<PathBuf>,
     pub patterns: Vec<String>,
@@ -127,7 +127,7 @@ impl Config {
             workspace: false,
             exclude: Vec::new(),
             targets: TargetSelection::default(),
-            profile: "dev".into(),
+            profile: None,
             triples: Vec::new(),
             target_dir: None,
             patterns: Vec::new(),
@@ -146,7 +146,14 @@ impl Config {
         }
     }
 
-    /// Artifacts are selected when no pattern is given or any target/package flag is given.
+    /// The cargo profile whose artifacts are selected.
+    pub fn profile(&self) -> &str {
+        self.profile.as_deref().unwrap_or("dev")
+    }
+
+    /// Artifacts are selected when no pattern is given, or when any flag that only means
+    /// something for artifacts is (package, target, crate type, profile, triple): so
+    /// `--release -o dist README.md` stages the release artifacts and README.md.
     pub fn selects_artifacts(&self) -> bool {
         if self.from.is_some() {
             return false;
@@ -156,6 +163,8 @@ impl Config {
             || !self.targets.crate_types.is_empty()
             || !self.packages.is_empty()
             || self.workspace
+            || self.profile.is_some()
+            || !self.triples.is_empty()
     }
 }
 

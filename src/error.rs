@@ -15,6 +15,8 @@ pub enum PlanError {
         name: String,
         available: String,
     },
+    #[error("the selection matches no artifact: packages {packages} build no {kinds} target of the selected targets (see --crate-type, --lib, --bins, --examples)")]
+    NothingSelected { packages: String, kinds: String },
     #[error("no library target in the selected packages")]
     NoLib,
     #[error("{}", missing_message(.0))]

@@ -346,7 +346,7 @@ fn build_command(cfg: &Config, triple: Option<&str>, pkg: &str, target: &str) ->
     if let Some(m) = &cfg.manifest_path {
         cmd.push_str(&format!(" --manifest-path {}", m.display()));
     }
-    match cfg.profile.as_str() {
+    match cfg.profile() {
         "dev" => {}
         "release" => cmd.push_str(" --release"),
         p => cmd.push_str(&format!(" --profile {p}")),
@@ -410,7 +410,7 @@ fn artifact_jobs(
     let mut missing = Vec::new();
     for &triple in &triples {
         let platform = Platform::of(triple);
-        let pdir = profile_dir(&cfg.profile);
+        let pdir = profile_dir(cfg.profile());
         let dir = match triple {
             Some(t) => target_dir.join(t).join(pdir),
             None => target_dir.join(pdir),
@@ -490,6 +490,13 @@ fn artifact_jobs(
     }
     if !missing.is_empty() {
         return Err(PlanError::MissingArtifacts(missing));
+    }
+    if jobs.is_empty() {
+        let kinds: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+        return Err(PlanError::NothingSelected {
+            packages: names(packages.iter().map(|p| p.name.as_str())),
+            kinds: kinds.join(", "),
+        });
     }
     Ok(jobs)
 }
