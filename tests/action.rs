@@ -1,0 +1,1515 @@
+//! Runs the composite action in `action.yml` the way the GitHub Actions runner does, on this
+//! machine, and checks what a user of the action sees: staged files, step outputs, the job
+//! summary, error annotations and the exit code — including for hostile input values.
+//!
+//! The harness (`Sandbox::run`) follows the runner's rules for composite `shell: bash` steps:
+//! each `run` goes to a temp script run as `bash --noprofile --norc -eo pipefail {0}`;
+//! `${{ … }}` is expanded in `env:` values only (inputs with their defaults,
+//! `github.action_path`, `steps.<id>.outputs.<name>`, `runner.os`, `runner.temp`); every step
+//! gets fresh `GITHUB_OUTPUT`, `GITHUB_ENV`, `GITHUB_PATH` and `GITHUB_STEP_SUMMARY` files that
+//! are read back afterwards (`name=value` and `name<<DELIMITER` forms, PATH prepends); a failed
+//! step skips the rest; the action's `outputs` are evaluated at the end. Workflow commands in
+//! the output (`::error …::`, `::stop-commands::`, the old `##[…]` form) are parsed like the
+//! runner parses them.
+//! Anything else in `action.yml` (another shell, `uses:`, `if:`, another expression) makes the
+//! harness panic rather than guess.
+//!
+//! No test runs `cargo install`: the tool cache is pre-seeded with this build's binary (or with
+//! small stand-in scripts), and a fake `cargo` first on PATH records any `cargo install`.
+#![cfg(unix)]
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use yaml_rust2::{Yaml, YamlLoader};
+
+const BIN: &str = env!("CARGO_BIN_EXE_cargo-fastcp");
+const REPO: &str = env!("CARGO_MANIFEST_DIR");
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+const WORKFLOW_FILE: &str = ".github/workflows/release.yml";
+
+// ------------------------------------------------------------------------------------------
+// action.yml, as the runner reads it
+
+#[derive(Debug)]
+struct InputDef {
+    name: String,
+    default: Option<String>,
+    required: bool,
+}
+
+#[derive(Debug)]
+struct StepDef {
+    id: Option<String>,
+    run: String,
+    env: Vec<(String, String)>,
+}
+
+#[derive(Debug)]
+struct ActionDef {
+    doc: Yaml,
+    inputs: Vec<InputDef>,
+    outputs: Vec<(String, String)>,
+    steps: Vec<StepDef>,
+}
+
+fn scalar(y: &Yaml, what: &str) -> String {
+    match y {
+        Yaml::String(s) | Yaml::Real(s) => s.clone(),
+        Yaml::Integer(i) => i.to_string(),
+        Yaml::Boolean(b) => b.to_string(),
+        other => panic!("{what}: expected a scalar, found {other:?}"),
+    }
+}
+
+fn key(y: &Yaml) -> String {
+    y.as_str().expect("mapping keys are strings").to_owned()
+}
+
+fn load_action() -> ActionDef {
+    let text = fs::read_to_string(Path::new(REPO).join("action.yml")).expect("read action.yml");
+    let mut docs = YamlLoader::load_from_str(&text).expect("action.yml is valid YAML");
+    assert_eq!(docs.len(), 1, "action.yml holds one document");
+    let doc = docs.remove(0);
+
+    let mut inputs = Vec::new();
+    for (k, v) in doc["inputs"].as_hash().expect("inputs mapping") {
+        let name = key(k);
+        for (field, _) in v.as_hash().expect("input mapping") {
+            let field = key(field);
+            assert!(
+                ["description", "required", "default", "deprecationMessage"]
+                    .contains(&field.as_str()),
+                "input {name}: unknown field {field}"
+            );
+        }
+        inputs.push(InputDef {
+            default: match &v["default"] {
+                Yaml::BadValue => None,
+                d => Some(scalar(d, &format!("default of {name}"))),
+            },
+            required: v["required"].as_bool().unwrap_or(false),
+            name,
+        });
+    }
+
+    let mut outputs = Vec::new();
+    for (k, v) in doc["outputs"].as_hash().expect("outputs mapping") {
+        let value = v["value"]
+            .as_str()
+            .unwrap_or_else(|| panic!("output {} has no value", key(k)));
+        outputs.push((key(k), value.to_owned()));
+    }
+
+    let runs = &doc["runs"];
+    assert_eq!(
+        runs["using"].as_str(),
+        Some("composite"),
+        "a composite action"
+    );
+    let mut steps = Vec::new();
+    for step in runs["steps"].as_vec().expect("runs.steps list") {
+        let mut def = StepDef {
+            id: None,
+            run: String::new(),
+            env: Vec::new(),
+        };
+        let mut shell = None;
+        for (k, v) in step.as_hash().expect("step mapping") {
+            match key(k).as_str() {
+                "id" => def.id = Some(scalar(v, "id")),
+                "name" => {}
+                "shell" => shell = Some(scalar(v, "shell")),
+                "run" => def.run = scalar(v, "run"),
+                "env" => {
+                    for (ek, ev) in v.as_hash().expect("env mapping") {
+                        def.env.push((key(ek), scalar(ev, "env value")));
+                    }
+                }
+                other => panic!("the harness does not support step key `{other}` in action.yml"),
+            }
+        }
+        assert_eq!(
+            shell.as_deref(),
+            Some("bash"),
+            "every step runs with shell: bash"
+        );
+        assert!(!def.run.is_empty(), "every step has a run script");
+        steps.push(def);
+    }
+    ActionDef {
+        doc,
+        inputs,
+        outputs,
+        steps,
+    }
+}
+
+fn action() -> &'static ActionDef {
+    static ACTION: OnceLock<ActionDef> = OnceLock::new();
+    ACTION.get_or_init(load_action)
+}
+
+// ------------------------------------------------------------------------------------------
+// Expressions, the few this action may use
+
+struct ExprContext<'a> {
+    inputs: &'a BTreeMap<String, String>,
+    steps: &'a BTreeMap<String, BTreeMap<String, String>>,
+    action_path: &'a str,
+    runner_temp: &'a str,
+}
+
+fn eval_expr(expr: &str, cx: &ExprContext<'_>) -> String {
+    let parts: Vec<&str> = expr.trim().split('.').collect();
+    match parts.as_slice() {
+        ["inputs", name] => cx
+            .inputs
+            .get(*name)
+            .cloned()
+            .unwrap_or_else(|| panic!("`inputs.{name}` is not a declared input")),
+        ["github", "action_path"] => cx.action_path.to_owned(),
+        ["runner", "os"] => "Linux".to_owned(),
+        ["runner", "temp"] => cx.runner_temp.to_owned(),
+        ["steps", id, "outputs", name] => cx
+            .steps
+            .get(*id)
+            .and_then(|o| o.get(*name))
+            .cloned()
+            .unwrap_or_default(),
+        _ => panic!("the harness does not support the expression `{expr}`"),
+    }
+}
+
+fn eval_template(text: &str, cx: &ExprContext<'_>) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${{") {
+        out.push_str(&rest[..start]);
+        let end = rest[start..]
+            .find("}}")
+            .unwrap_or_else(|| panic!("unterminated expression in `{text}`"));
+        out.push_str(&eval_expr(&rest[start + 3..start + end], cx));
+        rest = &rest[start + end + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+// ------------------------------------------------------------------------------------------
+// Files the runner reads back, and workflow commands
+
+/// The runner's parser for GITHUB_OUTPUT / GITHUB_ENV files.
+fn parse_file_command(text: &str, file: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut lines = text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
+    while let Some(line) = lines.next() {
+        if line.is_empty() {
+            continue;
+        }
+        let eq = line.find('=');
+        let heredoc = line.find("<<");
+        match (eq, heredoc) {
+            (Some(e), None) => {
+                let (name, value) = (&line[..e], &line[e + 1..]);
+                assert!(!name.is_empty(), "{file}: empty name in `{line}`");
+                out.push((name.to_owned(), value.to_owned()));
+            }
+            (Some(e), Some(h)) if e < h => {
+                let (name, value) = (&line[..e], &line[e + 1..]);
+                assert!(!name.is_empty(), "{file}: empty name in `{line}`");
+                out.push((name.to_owned(), value.to_owned()));
+            }
+            (_, Some(h)) => {
+                let (name, delim) = (&line[..h], &line[h + 2..]);
+                assert!(
+                    !name.is_empty() && !delim.is_empty(),
+                    "{file}: bad heredoc `{line}`"
+                );
+                let mut value = Vec::new();
+                loop {
+                    let l = lines.next().unwrap_or_else(|| {
+                        panic!("{file}: matching delimiter `{delim}` not found")
+                    });
+                    if l == delim {
+                        break;
+                    }
+                    value.push(l);
+                }
+                out.push((name.to_owned(), value.join("\n")));
+            }
+            _ => panic!("{file}: invalid format `{line}`"),
+        }
+    }
+    out
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct WorkflowCommand {
+    name: String,
+    props: BTreeMap<String, String>,
+    message: String,
+}
+
+fn unescape_data(s: &str) -> String {
+    s.replace("%0D", "\r")
+        .replace("%0A", "\n")
+        .replace("%25", "%")
+}
+
+fn unescape_property(s: &str) -> String {
+    unescape_data(&s.replace("%3A", ":").replace("%2C", ","))
+}
+
+/// Workflow commands in a step's output, honouring `::stop-commands::`.
+fn workflow_commands(output: &str) -> Vec<WorkflowCommand> {
+    let mut commands = Vec::new();
+    let mut stopped: Option<String> = None;
+    for line in output.lines() {
+        let line = line.trim_start();
+        if let Some(token) = &stopped {
+            if line == format!("::{token}::") {
+                stopped = None;
+            }
+            continue;
+        }
+        let Some(body) = line.strip_prefix("::") else {
+            // The runner also honours the old `##[command]` form anywhere in a line.
+            if let Some(i) = line.find("##[") {
+                commands.push(WorkflowCommand {
+                    name: "##[".to_owned(),
+                    props: BTreeMap::new(),
+                    message: line[i..].to_owned(),
+                });
+            }
+            continue;
+        };
+        let Some(end) = body.find("::") else { continue };
+        let (head, message) = (&body[..end], &body[end + 2..]);
+        let (name, props_text) = head.split_once(' ').unwrap_or((head, ""));
+        let mut props = BTreeMap::new();
+        for prop in props_text.split(',').filter(|p| !p.is_empty()) {
+            let (k, v) = prop.split_once('=').unwrap_or((prop, ""));
+            props.insert(k.to_owned(), unescape_property(v));
+        }
+        if name == "stop-commands" {
+            stopped = Some(message.to_owned());
+        }
+        commands.push(WorkflowCommand {
+            name: name.to_owned(),
+            props,
+            message: unescape_data(message),
+        });
+    }
+    commands
+}
+
+// ------------------------------------------------------------------------------------------
+// The runner
+
+#[derive(Debug)]
+struct StepRun {
+    id: String,
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+#[derive(Debug)]
+struct RunResult {
+    steps: Vec<StepRun>,
+    /// The exit code of the step that failed, if one did.
+    failed: Option<i32>,
+    outputs: BTreeMap<String, String>,
+    step_outputs: BTreeMap<String, BTreeMap<String, String>>,
+    commands: Vec<WorkflowCommand>,
+    summary: String,
+    path_added: Vec<String>,
+}
+
+impl RunResult {
+    fn log(&self) -> String {
+        let mut s = String::new();
+        for st in &self.steps {
+            s.push_str(&format!(
+                "--- step {} (exit {})\n{}\n--- stderr\n{}\n",
+                st.id, st.code, st.stdout, st.stderr
+            ));
+        }
+        s
+    }
+    fn output(&self, name: &str) -> &str {
+        self.outputs
+            .get(name)
+            .unwrap_or_else(|| panic!("no output {name}\n{}", self.log()))
+    }
+    fn errors(&self) -> Vec<&WorkflowCommand> {
+        self.commands.iter().filter(|c| c.name == "error").collect()
+    }
+    fn assert_ok(&self) {
+        assert_eq!(self.failed, None, "the action failed\n{}", self.log());
+        assert!(
+            self.errors().is_empty(),
+            "error annotations\n{}",
+            self.log()
+        );
+    }
+    /// Only commands the action itself means to issue appear: no injected ones.
+    fn assert_only_expected_commands(&self) {
+        for c in &self.commands {
+            assert!(
+                ["error", "warning", "stop-commands"].contains(&c.name.as_str()),
+                "unexpected workflow command {c:?}\n{}",
+                self.log()
+            );
+        }
+    }
+}
+
+struct Sandbox {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    workspace: PathBuf,
+    home: PathBuf,
+    runner_temp: PathBuf,
+    tool_cache: PathBuf,
+    fake_bin: PathBuf,
+    cargo_log: PathBuf,
+    /// LANG for the steps: hosted runners have C.UTF-8; minimal containers often none.
+    lang: Option<&'static str>,
+}
+
+/// Where the action's install step keeps a binary for `version`.
+fn cached_bin(tool_cache: &Path, version: &str) -> PathBuf {
+    tool_cache.join(format!("cargo-fastcp/{version}/x64/bin/cargo-fastcp"))
+}
+
+fn write_executable(path: &Path, text: &str) {
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, text).unwrap();
+    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+fn real_cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name();
+        if name == "target" {
+            continue;
+        }
+        let ty = entry.file_type().unwrap();
+        if ty.is_dir() {
+            copy_tree(&entry.path(), &to.join(&name));
+        } else {
+            fs::copy(entry.path(), to.join(&name)).unwrap();
+        }
+    }
+}
+
+fn fixture_source() -> PathBuf {
+    Path::new(REPO).join("tests/fixtures/single")
+}
+
+/// The fixture's target directory, built once with a real `cargo build --release`
+/// (from a copy: the fixture is never built in place).
+fn fixture_target() -> &'static Path {
+    static TARGET: OnceLock<PathBuf> = OnceLock::new();
+    TARGET.get_or_init(|| {
+        let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join("action-harness");
+        let src = base.join("single");
+        let target = base.join("target");
+        let _ = fs::remove_dir_all(&src);
+        copy_tree(&fixture_source(), &src);
+        let out = Command::new(real_cargo())
+            .args([
+                "build",
+                "--release",
+                "--offline",
+                "--quiet",
+                "--manifest-path",
+            ])
+            .arg(src.join("Cargo.toml"))
+            .env("CARGO_TARGET_DIR", &target)
+            .env_remove("RUSTFLAGS")
+            .output()
+            .expect("run cargo build");
+        assert!(
+            out.status.success(),
+            "cargo build --release of the fixture failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        target
+    })
+}
+
+impl Sandbox {
+    /// A fresh workspace (a copy of tests/fixtures/single whose target dir is the shared,
+    /// already-built one), HOME, RUNNER_TEMP and tool cache. `seed` puts this build's
+    /// binary in the tool cache, as a previous run of the action would have left it.
+    fn new(seed: bool) -> Sandbox {
+        let dir = tempfile::Builder::new()
+            .prefix("fastcp-action-")
+            .tempdir()
+            .unwrap();
+        let root = dir.path().to_path_buf();
+        let sb = Sandbox {
+            workspace: root.join("work"),
+            home: root.join("home"),
+            runner_temp: root.join("runner-temp"),
+            tool_cache: root.join("tool-cache"),
+            fake_bin: root.join("fake-bin"),
+            cargo_log: root.join("cargo-install.log"),
+            lang: Some("C.UTF-8"),
+            root,
+            _dir: dir,
+        };
+        copy_tree(&fixture_source(), &sb.workspace);
+        for d in [&sb.home, &sb.runner_temp, &sb.tool_cache] {
+            fs::create_dir_all(d).unwrap();
+        }
+        fs::write(sb.home.join("canary"), "still here").unwrap();
+        // A `cargo` that records `cargo install` (and fails it) and passes anything else on.
+        write_executable(
+            &sb.fake_bin.join("cargo"),
+            &format!(
+                "#!/bin/sh\nif [ \"$1\" = install ]; then printf '%s\\n' \"$@\" > {log}; exit 97; fi\nexec {real} \"$@\"\n",
+                log = sh_quote(sb.cargo_log.to_str().unwrap()),
+                real = sh_quote(&real_cargo()),
+            ),
+        );
+        if seed {
+            let dst = cached_bin(&sb.tool_cache, VERSION);
+            fs::create_dir_all(dst.parent().unwrap()).unwrap();
+            fs::copy(BIN, &dst).unwrap();
+        }
+        sb
+    }
+
+    fn run(&self, inputs: &[(&str, &str)]) -> RunResult {
+        self.run_with(inputs, None)
+    }
+
+    /// With `file_size_limit_kib`, the steps run under `ulimit -f` with SIGXFSZ ignored, so a
+    /// write past the limit fails with EFBIG: a real copy failure without root.
+    fn run_with(&self, inputs: &[(&str, &str)], file_size_limit_kib: Option<u32>) -> RunResult {
+        let action = action();
+        let mut input_values = BTreeMap::new();
+        for def in &action.inputs {
+            input_values.insert(def.name.clone(), def.default.clone().unwrap_or_default());
+        }
+        for (name, value) in inputs {
+            assert!(
+                input_values.contains_key(*name),
+                "`{name}` is not an input of the action"
+            );
+            input_values.insert((*name).to_owned(), (*value).to_owned());
+        }
+        for def in &action.inputs {
+            if def.required {
+                assert!(
+                    inputs.iter().any(|(n, _)| *n == def.name),
+                    "required input {} not given",
+                    def.name
+                );
+            }
+        }
+
+        let mut path_dirs: Vec<String> = vec![self.fake_bin.to_str().unwrap().to_owned()];
+        path_dirs.extend(
+            std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+                .map(|p| p.to_string_lossy().into_owned()),
+        );
+        let real_home = std::env::var("HOME").unwrap_or_default();
+        let mut base_env: BTreeMap<String, String> = BTreeMap::new();
+        base_env.insert(
+            "CARGO_HOME".into(),
+            std::env::var("CARGO_HOME").unwrap_or(format!("{real_home}/.cargo")),
+        );
+        base_env.insert(
+            "RUSTUP_HOME".into(),
+            std::env::var("RUSTUP_HOME").unwrap_or(format!("{real_home}/.rustup")),
+        );
+        if let Ok(t) = std::env::var("RUSTUP_TOOLCHAIN") {
+            base_env.insert("RUSTUP_TOOLCHAIN".into(), t);
+        }
+        base_env.insert("CARGO".into(), real_cargo());
+        let ws = self.workspace.to_str().unwrap().to_owned();
+        let fixed = [
+            ("HOME", self.home.to_str().unwrap().to_owned()),
+            ("TMPDIR", self.runner_temp.to_str().unwrap().to_owned()),
+            (
+                "CARGO_TARGET_DIR",
+                fixture_target().to_str().unwrap().into(),
+            ),
+            ("CI", "true".into()),
+            ("GITHUB_ACTIONS", "true".into()),
+            ("GITHUB_ACTION_PATH", REPO.into()),
+            ("GITHUB_WORKSPACE", ws.clone()),
+            ("GITHUB_REPOSITORY", "octo/app".into()),
+            (
+                "GITHUB_WORKFLOW_REF",
+                format!("octo/app/{WORKFLOW_FILE}@refs/heads/main"),
+            ),
+            ("RUNNER_OS", "Linux".into()),
+            ("RUNNER_ARCH", "X64".into()),
+            ("RUNNER_TEMP", self.runner_temp.to_str().unwrap().into()),
+            (
+                "RUNNER_TOOL_CACHE",
+                self.tool_cache.to_str().unwrap().into(),
+            ),
+        ];
+        for (k, v) in fixed {
+            base_env.insert(k.into(), v);
+        }
+        if let Some(lang) = self.lang {
+            base_env.insert("LANG".into(), lang.into());
+        }
+
+        let mut result = RunResult {
+            steps: Vec::new(),
+            failed: None,
+            outputs: BTreeMap::new(),
+            step_outputs: BTreeMap::new(),
+            commands: Vec::new(),
+            summary: String::new(),
+            path_added: Vec::new(),
+        };
+        let files = self.root.join("files");
+        fs::create_dir_all(&files).unwrap();
+        for (n, step) in action.steps.iter().enumerate() {
+            let id = step.id.clone().unwrap_or(format!("__{n}"));
+            let cx = ExprContext {
+                inputs: &input_values,
+                steps: &result.step_outputs,
+                action_path: REPO,
+                runner_temp: self.runner_temp.to_str().unwrap(),
+            };
+            let step_env: Vec<(String, String)> = step
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), eval_template(v, &cx)))
+                .collect();
+            let script = self.runner_temp.join(format!("step-{n}.sh"));
+            fs::write(&script, &step.run).unwrap();
+            let file = |name: &str| {
+                let p = files.join(format!("{n}-{name}"));
+                fs::write(&p, "").unwrap();
+                p
+            };
+            let (output_file, env_file, path_file, summary_file) =
+                (file("output"), file("env"), file("path"), file("summary"));
+            let mut bash = Command::new("bash");
+            if let Some(kib) = file_size_limit_kib {
+                bash.arg("-c").arg(format!(
+                    "ulimit -f {kib}; trap '' XFSZ; exec bash --noprofile --norc -eo pipefail \"$0\""
+                ));
+            } else {
+                bash.args(["--noprofile", "--norc", "-eo", "pipefail"]);
+            }
+            let out = bash
+                .arg(&script)
+                .current_dir(&self.workspace)
+                .env_clear()
+                .envs(&base_env)
+                .env("PATH", path_dirs.join(":"))
+                .env("GITHUB_OUTPUT", &output_file)
+                .env("GITHUB_ENV", &env_file)
+                .env("GITHUB_PATH", &path_file)
+                .env("GITHUB_STEP_SUMMARY", &summary_file)
+                .envs(step_env)
+                .output()
+                .expect("run bash");
+            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+            let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+            result.commands.extend(workflow_commands(&stdout));
+            result.commands.extend(workflow_commands(&stderr));
+            let outputs =
+                parse_file_command(&fs::read_to_string(&output_file).unwrap(), "GITHUB_OUTPUT");
+            result
+                .step_outputs
+                .insert(id.clone(), outputs.into_iter().collect());
+            for (k, v) in parse_file_command(&fs::read_to_string(&env_file).unwrap(), "GITHUB_ENV")
+            {
+                base_env.insert(k, v);
+            }
+            for line in fs::read_to_string(&path_file).unwrap().lines() {
+                let line = line.trim();
+                if !line.is_empty() {
+                    path_dirs.insert(0, line.to_owned());
+                    result.path_added.push(line.to_owned());
+                }
+            }
+            result
+                .summary
+                .push_str(&fs::read_to_string(&summary_file).unwrap());
+            let code = out.status.code().unwrap_or(-1);
+            result.steps.push(StepRun {
+                id,
+                code,
+                stdout,
+                stderr,
+            });
+            if code != 0 {
+                result.failed = Some(code);
+                break;
+            }
+        }
+        let cx = ExprContext {
+            inputs: &input_values,
+            steps: &result.step_outputs,
+            action_path: REPO,
+            runner_temp: self.runner_temp.to_str().unwrap(),
+        };
+        result.outputs = action
+            .outputs
+            .iter()
+            .map(|(k, v)| (k.clone(), eval_template(v, &cx)))
+            .collect();
+        result
+    }
+
+    /// Every path under the sandbox (and the fixture's target dir) whose name contains `needle`.
+    fn find_named(&self, needle: &str) -> Vec<PathBuf> {
+        fn walk(dir: &Path, needle: &str, hits: &mut Vec<PathBuf>) {
+            let Ok(entries) = fs::read_dir(dir) else {
+                return;
+            };
+            for e in entries.flatten() {
+                let p = e.path();
+                if e.file_name().to_string_lossy().contains(needle) {
+                    hits.push(p.clone());
+                }
+                if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                    walk(&p, needle, hits);
+                }
+            }
+        }
+        let mut hits = Vec::new();
+        walk(&self.root, needle, &mut hits);
+        hits
+    }
+
+    fn assert_nothing_ran(&self, result: &RunResult) {
+        // `pwned` only ever appears as part of the literal names the tests create.
+        let hits: Vec<_> = self
+            .find_named("pwned")
+            .into_iter()
+            .filter(|p| p.file_name().unwrap() == "pwned")
+            .collect();
+        assert!(
+            hits.is_empty(),
+            "injected command ran: {hits:?}\n{}",
+            result.log()
+        );
+        assert!(
+            !Path::new(REPO).join("pwned").exists()
+                && !std::env::current_dir().unwrap().join("pwned").exists(),
+            "injected command ran in the repo"
+        );
+        assert_eq!(
+            fs::read_to_string(self.home.join("canary")).ok().as_deref(),
+            Some("still here"),
+            "HOME was touched\n{}",
+            result.log()
+        );
+        result.assert_only_expected_commands();
+    }
+}
+
+/// A stand-in cargo-fastcp that reports `version`, records its arguments (NUL-separated) and
+/// prints `body` (JSON lines) before exiting with `code`.
+fn stub_tool(path: &Path, version: &str, argv_file: &Path, body: &str, code: i32) {
+    write_executable(
+        path,
+        &format!(
+            "#!/bin/bash\nif [ \"$1\" = --version ]; then echo 'cargo-fastcp {version}'; exit 0; fi\n\
+             printf '%s\\0' \"$@\" > {argv}\ncat <<'JSON'\n{body}\nJSON\nexit {code}\n",
+            argv = sh_quote(argv_file.to_str().unwrap()),
+        ),
+    );
+}
+
+fn read_argv(path: &Path) -> Vec<String> {
+    let raw = fs::read(path).expect("the tool was run");
+    let mut v: Vec<String> = raw
+        .split(|b| *b == 0)
+        .map(|a| String::from_utf8(a.to_vec()).unwrap())
+        .collect();
+    assert_eq!(v.pop().as_deref(), Some(""), "NUL-terminated");
+    v
+}
+
+fn manifest_lines(path: &str) -> Vec<serde_json::Value> {
+    fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("manifest {path}: {e}"))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect()
+}
+
+// ------------------------------------------------------------------------------------------
+// The action's definition
+
+#[test]
+fn action_yml_has_the_documented_interface() {
+    let a = action();
+    let names: Vec<&str> = a.inputs.iter().map(|i| i.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "out-dir",
+            "patterns",
+            "packages",
+            "bins",
+            "examples",
+            "crate-types",
+            "profile",
+            "targets",
+            "manifest-path",
+            "exclude-globs",
+            "engine",
+            "dry-run",
+            "args",
+            "version"
+        ]
+    );
+    let required: Vec<&str> = a
+        .inputs
+        .iter()
+        .filter(|i| i.required)
+        .map(|i| i.name.as_str())
+        .collect();
+    assert_eq!(required, ["out-dir"]);
+    let profile = a.inputs.iter().find(|i| i.name == "profile").unwrap();
+    assert_eq!(profile.default.as_deref(), Some("release"));
+    let outputs: Vec<&str> = a.outputs.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(outputs, ["files", "bytes", "engine", "out-dir", "manifest"]);
+
+    let description = a.doc["description"].as_str().expect("description");
+    assert!(!description.contains('\n') && description.len() < 200);
+    assert!(a.doc["branding"]["icon"].as_str().is_some());
+    assert!(a.doc["branding"]["color"].as_str().is_some());
+}
+
+#[test]
+fn inputs_reach_scripts_only_through_env() {
+    let a = action();
+    let mut used = Vec::new();
+    for step in &a.steps {
+        assert!(
+            !step.run.contains("${{"),
+            "a run script expands an expression; pass it through env: instead"
+        );
+        for (_, v) in &step.env {
+            let mut rest = v.as_str();
+            while let Some(i) = rest.find("${{") {
+                let end = rest[i..].find("}}").unwrap();
+                let expr = rest[i + 3..i + end].trim();
+                if let Some(name) = expr.strip_prefix("inputs.") {
+                    used.push(name.to_owned());
+                }
+                rest = &rest[i + end + 2..];
+            }
+        }
+    }
+    for input in &a.inputs {
+        assert!(
+            used.contains(&input.name),
+            "input {} reaches no step",
+            input.name
+        );
+    }
+}
+
+#[test]
+fn step_scripts_pass_shellcheck_when_it_is_installed() {
+    let Ok(probe) = Command::new("shellcheck").arg("--version").output() else {
+        eprintln!("shellcheck is not installed; skipped");
+        return;
+    };
+    assert!(probe.status.success());
+    let dir = tempfile::tempdir().unwrap();
+    for (n, step) in action().steps.iter().enumerate() {
+        let script = dir.path().join(format!("step-{n}.sh"));
+        fs::write(&script, &step.run).unwrap();
+        let out = Command::new("shellcheck")
+            // FASTCP_* come from env:, which shellcheck cannot see.
+            .args(["--shell=bash", "--exclude=SC2153,SC2154"])
+            .arg(&script)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "shellcheck on step {n}:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// With the real cargo-fastcp
+
+#[test]
+fn stages_artifacts_and_reports_outputs_and_summary() {
+    let sb = Sandbox::new(true);
+    let r = sb.run(&[
+        ("out-dir", "dist"),
+        ("bins", "single-tool"),
+        ("patterns", "README.md\nassets/**\n"),
+        ("exclude-globs", "**/deeper/**"),
+    ]);
+    r.assert_ok();
+
+    // No cargo install: the seeded binary was reused, and its directory was put on PATH.
+    assert!(!sb.cargo_log.exists(), "cargo install ran\n{}", r.log());
+    let cached = cached_bin(&sb.tool_cache, VERSION);
+    assert_eq!(r.step_outputs["install"]["bin"], cached.to_str().unwrap());
+    assert_eq!(r.path_added, [cached.parent().unwrap().to_str().unwrap()]);
+
+    let out_dir = sb.workspace.join("dist");
+    assert_eq!(r.output("out-dir"), out_dir.to_str().unwrap());
+    let expected = [
+        "single-tool",
+        "README.md",
+        "assets/a.txt",
+        "assets/sub/b.json",
+    ];
+    let mut total = 0;
+    for f in expected {
+        let staged = fs::read(out_dir.join(f)).unwrap_or_else(|e| panic!("{f}: {e}\n{}", r.log()));
+        total += staged.len() as u64;
+        if f != "single-tool" {
+            assert_eq!(staged, fs::read(sb.workspace.join(f)).unwrap(), "{f}");
+        }
+    }
+    assert!(
+        !out_dir.join("assets/sub/deeper/c.json").exists(),
+        "excluded"
+    );
+    assert_eq!(r.output("files"), "4");
+    assert_eq!(r.output("bytes"), total.to_string());
+    let engine = r.output("engine");
+    assert!(["io-uring", "portable"].contains(&engine), "{engine}");
+
+    let manifest = r.output("manifest");
+    assert!(
+        Path::new(manifest).starts_with(&sb.runner_temp),
+        "{manifest}"
+    );
+    let lines = manifest_lines(manifest);
+    assert_eq!(lines.len(), 5);
+    assert_eq!(lines[4]["reason"], "summary");
+    assert_eq!(lines[4]["files"], 4);
+    assert!(lines[..4].iter().all(|l| l["reason"] == "copied"));
+
+    let s = &r.summary;
+    assert!(s.contains("| artifact | kind | size |"), "{s}");
+    assert!(s.contains("| <code>single-tool</code> | bin |"), "{s}");
+    assert!(
+        s.contains("| <code>README.md</code> | file | 63 B |"),
+        "{s}"
+    );
+    assert!(
+        s.contains("| <code>assets/sub/b.json</code> | file |"),
+        "{s}"
+    );
+    assert!(s.contains(&format!("with the **{engine}** engine")), "{s}");
+    assert!(s.contains("Staged **4** file(s)"), "{s}");
+    assert!(s.contains(&format!("({total} bytes)")), "{s}");
+}
+
+#[test]
+fn dry_run_plans_and_writes_nothing() {
+    let sb = Sandbox::new(true);
+    // The default profile (release) selects the artifacts alongside the patterns.
+    let r = sb.run(&[
+        ("out-dir", "dist"),
+        ("patterns", "assets/**"),
+        ("dry-run", "true"),
+    ]);
+    r.assert_ok();
+    assert!(!sb.workspace.join("dist").exists());
+    assert_eq!(r.output("files"), "4");
+    let lines = manifest_lines(r.output("manifest"));
+    assert!(lines[..4].iter().all(|l| l["reason"] == "planned"));
+    assert_eq!(lines[4]["reason"], "summary");
+    let s = &r.summary;
+    assert!(s.contains("Dry run: **4** file(s)"), "{s}");
+    assert!(s.contains("| <code>single-tool</code> | bin |"), "{s}");
+    assert!(
+        s.contains("| <code>assets/sub/deeper/c.json</code> | file | 30 B |"),
+        "{s}"
+    );
+
+    // With an empty profile, patterns alone select only what they match.
+    let r = sb.run(&[
+        ("out-dir", "dist"),
+        ("patterns", "assets/**"),
+        ("profile", ""),
+        ("dry-run", "yes"),
+    ]);
+    r.assert_ok();
+    assert_eq!(r.output("files"), "3");
+    assert!(!r.summary.contains("single-tool"), "{}", r.summary);
+}
+
+#[test]
+fn a_failing_run_annotates_the_cause_and_exits_with_the_tools_code() {
+    let sb = Sandbox::new(true);
+    let r = sb.run(&[
+        ("out-dir", "dist"),
+        ("patterns", "README.md\nnot-there-100%,a:b"),
+    ]);
+    assert_eq!(r.failed, Some(2), "{}", r.log());
+    let errors = r.errors();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    let e = errors[0];
+    assert_eq!(e.props.get("file").map(String::as_str), Some(WORKFLOW_FILE));
+    assert_eq!(e.props["title"], "cargo-fastcp failed (exit code 2)");
+    assert!(
+        e.message
+            .contains("pattern `not-there-100%,a:b` matched nothing"),
+        "{e:?}"
+    );
+    // Escaped per the workflow-command rules in the raw log.
+    let raw = &r.steps[1].stdout;
+    assert!(raw.contains("not-there-100%25,a:b"), "{raw}");
+    assert_eq!(r.output("files"), "0");
+    assert_eq!(r.output("bytes"), "0");
+    assert!(Path::new(r.output("manifest")).exists());
+    assert!(
+        r.summary
+            .contains("**Failed with exit code 2**; nothing was staged into <code>"),
+        "{}",
+        r.summary
+    );
+    assert!(
+        r.summary
+            .contains("<pre>nothing was copied: pattern `not-there-100%,a:b` matched nothing"),
+        "{}",
+        r.summary
+    );
+    assert!(!sb.workspace.join("dist/README.md").exists());
+}
+
+#[test]
+fn hostile_values_are_literal_for_the_real_tool() {
+    for lang in [Some("C.UTF-8"), None] {
+        hostile_values_with(lang);
+    }
+}
+
+fn hostile_values_with(lang: Option<&'static str>) {
+    let mut sb = Sandbox::new(true);
+    sb.lang = lang;
+    let hostile = [
+        "$(touch pwned)",
+        "`touch pwned`",
+        "; touch pwned; rm -rf ~",
+        "a' b",
+        "new\nline",
+        "café ☕",
+    ];
+    let assets = sb.workspace.join("assets");
+    for name in hostile {
+        fs::write(assets.join(name), name).unwrap();
+    }
+    // The newline cannot be in a pattern (one per line), but a glob can match it.
+    let patterns = "assets/$(touch pwned)\nassets/`touch pwned`\nassets/; touch pwned; rm -rf ~\nassets/a' b\nassets/new?line\nassets/café ☕\n";
+    let out = "out $(touch pwned) `id`\n; rm -rf ~ 'x";
+    let r = sb.run(&[
+        ("out-dir", out),
+        ("patterns", patterns),
+        ("profile", ""),
+        ("exclude-globs", "$(touch pwned).bak\n`id`.bak"),
+        ("args", "--exclude-glob\n; touch pwned; rm -rf ~.orig\n"),
+    ]);
+    r.assert_ok();
+    sb.assert_nothing_ran(&r);
+    let out_dir = sb.workspace.join(out);
+    assert_eq!(r.output("out-dir"), out_dir.to_str().unwrap());
+    for name in hostile {
+        assert_eq!(
+            fs::read_to_string(out_dir.join("assets").join(name)).unwrap_or_default(),
+            name,
+            "{name:?} staged under its literal name\n{}",
+            r.log()
+        );
+    }
+    assert_eq!(r.output("files"), "6");
+    // The summary shows the names (escaped for markdown/HTML), newline included.
+    let s = &r.summary;
+    for cell in [
+        "<code>assets/$(touch pwned)</code>",
+        "<code>assets/&#96;touch pwned&#96;</code>",
+        "<code>assets/; touch pwned; rm -rf ~</code>",
+        "<code>assets/a' b</code>",
+        "<code>assets/new\\nline</code>",
+        "<code>assets/café ☕</code>",
+    ] {
+        assert!(s.contains(cell), "{cell} in\n{s}");
+    }
+}
+
+#[test]
+fn hostile_profile_and_manifest_path_fail_cleanly() {
+    let sb = Sandbox::new(true);
+    let r = sb.run(&[
+        ("out-dir", "dist"),
+        ("bins", "single-tool"),
+        ("profile", "$(touch pwned)\n`touch pwned`"),
+    ]);
+    assert_eq!(r.failed, Some(2), "{}", r.log());
+    sb.assert_nothing_ran(&r);
+    let e = r.errors();
+    assert!(
+        e[0].message
+            .contains("invalid profile name `$(touch pwned)\n`touch pwned``")
+            || e[0].message.contains("$(touch pwned)\n`touch pwned`"),
+        "{e:?}"
+    );
+
+    let r = sb.run(&[
+        ("out-dir", "dist"),
+        ("manifest-path", "nope/$(touch pwned)/Cargo.toml"),
+    ]);
+    assert_eq!(r.failed, Some(2), "{}", r.log());
+    sb.assert_nothing_ran(&r);
+    assert!(
+        r.errors()[0]
+            .message
+            .contains("nope/$(touch pwned)/Cargo.toml"),
+        "{:?}",
+        r.errors()
+    );
+}
+
+// ------------------------------------------------------------------------------------------
+// With a stand-in cargo-fastcp: exact arguments, failures, install logic
+
+const SUMMARY_OK: &str =
+    r#"{"reason":"summary","files":0,"bytes":0,"engine":"portable","elapsed_ms":1,"errors":0}"#;
+
+#[test]
+fn every_input_arrives_as_literal_arguments() {
+    let sb = Sandbox::new(false);
+    let argv_file = sb.root.join("argv");
+    stub_tool(
+        &cached_bin(&sb.tool_cache, VERSION),
+        VERSION,
+        &argv_file,
+        SUMMARY_OK,
+        0,
+    );
+    let r = sb.run(&[
+        ("out-dir", "o $(touch pwned)\n`id`"),
+        (
+            "patterns",
+            "  $(touch pwned)  \n\n`id`\n; rm -rf ~\na' b\n-looks-like-a-flag\n::error::injected\nx ##[warning]injected",
+        ),
+        ("packages", "app, $(touch pwned)\n`id`,; rm -rf ~"),
+        ("bins", "a' b"),
+        ("examples", "ex1 ,ex2"),
+        ("crate-types", "cdylib,\nstaticlib"),
+        ("profile", "dist $(touch pwned)"),
+        ("targets", "x86_64-unknown-linux-musl\naarch64-apple-darwin"),
+        ("manifest-path", "crates/$(touch pwned)/Cargo.toml"),
+        ("exclude-globs", "*.{pdb,d}\n`id`"),
+        ("engine", "portable; touch pwned"),
+        ("dry-run", "TRUE"),
+        ("args", "--jobs\n2\n  spaced arg  \n$(touch pwned)\r\n::add-mask::x\n"),
+    ]);
+    r.assert_ok();
+    sb.assert_nothing_ran(&r);
+    let expected = [
+        "fastcp",
+        "--out-dir",
+        "o $(touch pwned)\n`id`",
+        "--message-format",
+        "json",
+        "--manifest-path",
+        "crates/$(touch pwned)/Cargo.toml",
+        "--profile",
+        "dist $(touch pwned)",
+        "--package",
+        "app",
+        "--package",
+        "$(touch pwned)",
+        "--package",
+        "`id`",
+        "--package",
+        "; rm -rf ~",
+        "--bin",
+        "a' b",
+        "--example",
+        "ex1",
+        "--example",
+        "ex2",
+        "--crate-type",
+        "cdylib",
+        "--crate-type",
+        "staticlib",
+        "--target",
+        "x86_64-unknown-linux-musl",
+        "--target",
+        "aarch64-apple-darwin",
+        "--exclude-glob",
+        "*.{pdb,d}",
+        "--exclude-glob",
+        "`id`",
+        "--engine",
+        "portable; touch pwned",
+        "--dry-run",
+        "--jobs",
+        "2",
+        "  spaced arg  ",
+        "$(touch pwned)",
+        "::add-mask::x",
+        "--",
+        "$(touch pwned)",
+        "`id`",
+        "; rm -rf ~",
+        "a' b",
+        "-looks-like-a-flag",
+        "::error::injected",
+        "x ##[warning]injected",
+    ];
+    assert_eq!(read_argv(&argv_file), expected);
+    // The out-dir output survives the newline (heredoc form in GITHUB_OUTPUT).
+    assert_eq!(
+        r.output("out-dir"),
+        sb.workspace
+            .join("o $(touch pwned)\n`id`")
+            .to_str()
+            .unwrap()
+    );
+}
+
+#[test]
+fn defaults_and_explicit_profile_arguments() {
+    let sb = Sandbox::new(false);
+    let argv_file = sb.root.join("argv");
+    stub_tool(
+        &cached_bin(&sb.tool_cache, VERSION),
+        VERSION,
+        &argv_file,
+        SUMMARY_OK,
+        0,
+    );
+    sb.run(&[("out-dir", "/abs/dist")]).assert_ok();
+    assert_eq!(
+        read_argv(&argv_file),
+        [
+            "fastcp",
+            "--out-dir",
+            "/abs/dist",
+            "--message-format",
+            "json",
+            "--profile",
+            "release"
+        ]
+    );
+    // --from and --release conflict with --profile: the explicit argument wins.
+    for extra in ["--from\nsite", "--release", "--profile=dev"] {
+        sb.run(&[("out-dir", "d"), ("args", extra), ("profile", "release")])
+            .assert_ok();
+        let argv = read_argv(&argv_file);
+        assert!(!argv.contains(&"--profile".to_owned()), "{argv:?}");
+    }
+    sb.run(&[("out-dir", "d"), ("args", "--\nlit"), ("patterns", "-p")])
+        .assert_ok();
+    assert_eq!(
+        read_argv(&argv_file)[5..],
+        ["--profile", "release", "--", "lit", "-p"]
+    );
+    let r = sb.run(&[("out-dir", "d"), ("dry-run", "maybe")]);
+    assert_eq!(r.failed, Some(2));
+    assert!(r.errors()[0]
+        .message
+        .contains("dry-run must be true or false"));
+    let r = sb.run(&[("out-dir", "  ")]);
+    assert_eq!(r.failed, Some(2));
+    assert!(r.errors()[0].message.contains("out-dir input is required"));
+}
+
+#[test]
+fn failed_copies_become_file_annotations() {
+    let sb = Sandbox::new(false);
+    let argv_file = sb.root.join("argv");
+    let ws = sb.workspace.to_str().unwrap();
+    let body = format!(
+        "{{\"reason\":\"copied\",\"src\":\"{ws}/README.md\",\"dst\":\"{ws}/dist/README.md\",\"bytes\":63,\"kind\":\"file\",\"package\":null}}\n\
+         {{\"reason\":\"failed\",\"src\":\"{ws}/assets/we,ird:50%.txt\",\"dst\":\"{ws}/dist/assets/we,ird:50%.txt\",\"error\":\"Permission denied (os error 13)\\nsecond \\\"line\\\" \\u0007\"}}\n\
+         {{\"reason\":\"summary\",\"files\":1,\"bytes\":63,\"engine\":\"io-uring\",\"elapsed_ms\":3,\"errors\":1}}"
+    );
+    stub_tool(
+        &cached_bin(&sb.tool_cache, VERSION),
+        VERSION,
+        &argv_file,
+        &body,
+        1,
+    );
+    let r = sb.run(&[("out-dir", "dist")]);
+    assert_eq!(r.failed, Some(1), "{}", r.log());
+    let errors = r.errors();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert_eq!(errors[0].props["file"], "assets/we,ird:50%.txt");
+    assert_eq!(
+        errors[0].props["title"],
+        "cargo-fastcp: could not copy a file"
+    );
+    assert!(errors[0]
+        .message
+        .starts_with("Permission denied (os error 13)\nsecond \"line\" \u{7}"));
+    assert_eq!(
+        errors[1].props["title"],
+        "cargo-fastcp failed (exit code 1)"
+    );
+    assert!(errors[1].message.contains("1 file(s) could not be copied"));
+    // Raw escaping on the wire.
+    let raw = &r.steps[1].stdout;
+    assert!(raw.contains("file=assets/we%2Cird%3A50%25.txt,"), "{raw}");
+    assert!(raw.contains("(os error 13)%0Asecond"), "{raw}");
+
+    assert_eq!(r.output("files"), "1");
+    assert_eq!(r.output("bytes"), "63");
+    assert_eq!(r.output("engine"), "io-uring");
+    let s = &r.summary;
+    assert!(
+        s.contains("| <code>README.md</code> | file | 63 B |"),
+        "{s}"
+    );
+    assert!(s.contains("**1 file(s) failed:**"), "{s}");
+    assert!(s.contains("**1 error(s).**"), "{s}");
+    assert!(
+        s.contains("Permission denied (os error 13)\\nsecond \"line\""),
+        "{s}"
+    );
+}
+
+#[test]
+fn a_real_copy_failure_fails_the_step_with_exit_code_1() {
+    let sb = Sandbox::new(true);
+    // single-tool is far bigger than 64 KiB: writing it fails; README.md is copied.
+    let r = sb.run_with(&[("out-dir", "dist"), ("patterns", "README.md")], Some(64));
+    assert_eq!(r.failed, Some(1), "{}", r.log());
+    let errors = r.errors();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    let target = fixture_target().join("release/single-tool");
+    assert_eq!(errors[0].props["file"], target.to_str().unwrap());
+    assert_eq!(
+        errors[0].props["title"],
+        "cargo-fastcp: could not copy a file"
+    );
+    assert!(errors[0].message.contains("File too large"), "{errors:?}");
+    assert_eq!(errors[1].props["file"], WORKFLOW_FILE);
+    assert_eq!(
+        errors[1].props["title"],
+        "cargo-fastcp failed (exit code 1)"
+    );
+    assert_eq!(r.output("files"), "1");
+    assert_eq!(r.output("bytes"), "63");
+    assert!(sb.workspace.join("dist/README.md").exists());
+    assert!(!sb.workspace.join("dist/single-tool").exists());
+    let s = &r.summary;
+    assert!(
+        s.contains("| <code>README.md</code> | file | 63 B |"),
+        "{s}"
+    );
+    assert!(s.contains("**1 file(s) failed:**"), "{s}");
+    assert!(s.contains("File too large"), "{s}");
+    assert!(s.contains("**cargo-fastcp exited with code 1.**"), "{s}");
+}
+
+#[test]
+fn tool_output_cannot_issue_workflow_commands() {
+    let sb = Sandbox::new(false);
+    let argv_file = sb.root.join("argv");
+    let tool = cached_bin(&sb.tool_cache, VERSION);
+    write_executable(
+        &tool,
+        &format!(
+            "#!/bin/bash\nif [ \"$1\" = --version ]; then echo 'cargo-fastcp {VERSION}'; exit 0; fi\n\
+             : > {argv}\necho '::add-mask::secret' >&2\necho '::error::injected' >&2\n\
+             echo 'error: pattern `x` matched nothing' >&2\nexit 2\n",
+            argv = sh_quote(argv_file.to_str().unwrap())
+        ),
+    );
+    let r = sb.run(&[("out-dir", "dist")]);
+    assert_eq!(r.failed, Some(2));
+    let errors = r.errors();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].message, "pattern `x` matched nothing");
+    assert!(!r.commands.iter().any(|c| c.name == "add-mask"));
+    // …but the tool's stderr is still in the log.
+    assert!(r.steps[1].stdout.contains("::error::injected"));
+}
+
+#[test]
+fn a_cached_binary_of_the_wanted_version_is_reused() {
+    // In the tool cache (the common case) the seeded binary is used: see
+    // stages_artifacts_and_reports_outputs_and_summary. Here: on PATH instead.
+    let sb = Sandbox::new(false);
+    let on_path = sb.fake_bin.join("cargo-fastcp");
+    fs::copy(BIN, &on_path).unwrap();
+    let r = sb.run(&[("out-dir", "dist"), ("patterns", "LICENSE")]);
+    r.assert_ok();
+    assert!(!sb.cargo_log.exists(), "cargo install ran\n{}", r.log());
+    assert_eq!(r.step_outputs["install"]["bin"], on_path.to_str().unwrap());
+    assert_eq!(r.step_outputs["install"]["version"], VERSION);
+    assert!(sb.workspace.join("dist/LICENSE").exists());
+}
+
+#[test]
+fn another_version_is_installed_with_cargo_install() {
+    let sb = Sandbox::new(false);
+    // A stale binary of another version in the tool cache, and one on PATH.
+    let stale = cached_bin(&sb.tool_cache, VERSION);
+    stub_tool(&stale, "0.0.1", &sb.root.join("unused"), SUMMARY_OK, 0);
+    stub_tool(
+        &sb.fake_bin.join("cargo-fastcp"),
+        "0.0.2",
+        &sb.root.join("unused"),
+        SUMMARY_OK,
+        0,
+    );
+    // A `cargo install` that records its arguments and "installs" a stand-in reporting the
+    // version it was asked for (this crate's version for --path).
+    let argv_file = sb.root.join("argv");
+    let template = sb.root.join("stub-template");
+    write_executable(
+        &template,
+        &format!(
+            "#!/bin/bash\nif [ \"$1\" = --version ]; then echo \"cargo-fastcp $(cat \"$(dirname \"$0\")/VERSION\")\"; exit 0; fi\n\
+             printf '%s\\0' \"$@\" > {argv}\necho {summary}\n",
+            argv = sh_quote(argv_file.to_str().unwrap()),
+            summary = sh_quote(SUMMARY_OK),
+        ),
+    );
+    write_executable(
+        &sb.fake_bin.join("cargo"),
+        &format!(
+            "#!/bin/bash\nprintf '%s\\n' \"$@\" > {log}\nroot='' want={VERSION}\n\
+             while [ $# -gt 0 ]; do case $1 in --root) root=$2; shift;; --version) want=$2; shift;; esac; shift; done\n\
+             mkdir -p \"$root/bin\"\ncp {template} \"$root/bin/cargo-fastcp\"\necho \"$want\" > \"$root/bin/VERSION\"\n",
+            log = sh_quote(sb.cargo_log.to_str().unwrap()),
+            template = sh_quote(template.to_str().unwrap()),
+        ),
+    );
+    let tool_dir = |v: &str| sb.tool_cache.join(format!("cargo-fastcp/{v}/x64"));
+
+    let r = sb.run(&[("out-dir", "dist")]);
+    r.assert_ok();
+    let log = fs::read_to_string(&sb.cargo_log).unwrap();
+    let root = tool_dir(VERSION);
+    assert_eq!(
+        log.lines().collect::<Vec<_>>(),
+        [
+            "install",
+            "--locked",
+            "--root",
+            root.to_str().unwrap(),
+            "--path",
+            REPO
+        ]
+    );
+    assert_eq!(r.step_outputs["install"]["bin"], stale.to_str().unwrap());
+    assert!(read_argv(&argv_file).starts_with(&["fastcp".to_owned()]));
+
+    let r = sb.run(&[("out-dir", "dist"), ("version", "v9.8.7")]);
+    r.assert_ok();
+    let log = fs::read_to_string(&sb.cargo_log).unwrap();
+    let root = tool_dir("9.8.7");
+    assert_eq!(
+        log.lines().collect::<Vec<_>>(),
+        [
+            "install",
+            "--locked",
+            "--root",
+            root.to_str().unwrap(),
+            "cargo-fastcp",
+            "--version",
+            "9.8.7"
+        ]
+    );
+    assert_eq!(
+        r.step_outputs["install"]["bin"],
+        root.join("bin/cargo-fastcp").to_str().unwrap()
+    );
+
+    // Installed once, reused the next time.
+    fs::remove_file(&sb.cargo_log).unwrap();
+    sb.run(&[("out-dir", "dist"), ("version", "9.8.7")])
+        .assert_ok();
+    assert!(!sb.cargo_log.exists());
+
+    // `latest` always asks cargo, which knows whether a newer release exists.
+    sb.run(&[("out-dir", "dist"), ("version", "latest")])
+        .assert_ok();
+    let log = fs::read_to_string(&sb.cargo_log).unwrap();
+    let root = tool_dir("latest");
+    assert_eq!(
+        log.lines().collect::<Vec<_>>(),
+        [
+            "install",
+            "--locked",
+            "--root",
+            root.to_str().unwrap(),
+            "cargo-fastcp"
+        ]
+    );
+}
+
+#[test]
+fn a_bad_version_input_or_failed_install_fails_the_action() {
+    let sb = Sandbox::new(false);
+    let r = sb.run(&[("out-dir", "dist"), ("version", "1.0; touch pwned")]);
+    assert_eq!(r.failed, Some(2), "{}", r.log());
+    sb.assert_nothing_ran(&r);
+    assert_eq!(r.steps.len(), 1, "the run step is skipped");
+    assert!(r.errors()[0].message.contains("version must be empty"));
+
+    // The fake cargo's install fails (exit 97).
+    let r = sb.run(&[("out-dir", "dist")]);
+    assert_eq!(r.failed, Some(2), "{}", r.log());
+    assert!(sb.cargo_log.exists());
+    assert_eq!(r.errors()[0].props["title"], "cargo-fastcp: install failed");
+    assert_eq!(r.output("files"), "");
+}
+
+// ------------------------------------------------------------------------------------------
+// The harness itself
+
+#[test]
+fn harness_parses_file_commands_like_the_runner() {
+    let parsed = parse_file_command(
+        "a=1\nb<<EOF\nx\n\ny=z\nEOF\n\nc=d=e\nd<<X\nX\n",
+        "GITHUB_OUTPUT",
+    );
+    let want = [("a", "1"), ("b", "x\n\ny=z"), ("c", "d=e"), ("d", "")];
+    assert_eq!(
+        parsed,
+        want.map(|(k, v)| (k.to_owned(), v.to_owned())).to_vec()
+    );
+    let cmds = workflow_commands(
+        "::error file=a%2Cb,title=t%3A1::m%0Ax\n::stop-commands::tok\n::error::no\n::tok::\n::warning::w",
+    );
+    assert_eq!(cmds.len(), 3);
+    assert_eq!(cmds[0].props["file"], "a,b");
+    assert_eq!(cmds[0].props["title"], "t:1");
+    assert_eq!(cmds[0].message, "m\nx");
+    assert_eq!(cmds[2].name, "warning");
+}
