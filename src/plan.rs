@@ -1,7 +1,8 @@
 //! The Plan: every copy job (source, destination, kind, size, mode), conflicts found before any write.
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::SystemTime;
 
 use serde::Serialize;
@@ -75,8 +76,10 @@ pub struct Job {
     pub mode: u32,
     pub mtime: Option<SystemTime>,
     pub op: Op,
-    /// Source (device, inode) when the source has more than one hard link.
-    pub link_id: Option<(u64, u64)>,
+    /// Source (device, inode), where the platform has them.
+    pub src_id: Option<(u64, u64)>,
+    /// The source has more than one hard link: a later job with the same `src_id` links to it.
+    pub multi_link: bool,
 }
 
 impl Job {
@@ -93,7 +96,8 @@ impl Job {
             size: if op == Op::Copy { md.len() } else { 0 },
             mode: mode_of(md),
             mtime: md.modified().ok(),
-            link_id: link_id_of(md),
+            src_id: id_of(md),
+            multi_link: multi_link(md),
             src,
             dst,
             kind,
@@ -119,14 +123,25 @@ fn mode_of(md: &std::fs::Metadata) -> u32 {
 }
 
 #[cfg(unix)]
-fn link_id_of(md: &std::fs::Metadata) -> Option<(u64, u64)> {
+fn id_of(md: &std::fs::Metadata) -> Option<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
-    (md.is_file() && md.nlink() > 1).then(|| (md.dev(), md.ino()))
+    Some((md.dev(), md.ino()))
 }
 
 #[cfg(not(unix))]
-fn link_id_of(_md: &std::fs::Metadata) -> Option<(u64, u64)> {
+fn id_of(_md: &std::fs::Metadata) -> Option<(u64, u64)> {
     None
+}
+
+#[cfg(unix)]
+fn multi_link(md: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    md.is_file() && md.nlink() > 1
+}
+
+#[cfg(not(unix))]
+fn multi_link(_md: &std::fs::Metadata) -> bool {
+    false
 }
 
 /// The full set of jobs for one run, checked for conflicts.
@@ -156,9 +171,12 @@ impl Plan {
     /// would be both a file and a directory, and links hardlink groups to their first member.
     pub fn build(out_dir: PathBuf, candidates: Vec<Job>) -> Result<Plan, PlanError> {
         let mut jobs: Vec<Job> = Vec::with_capacity(candidates.len());
-        let mut by_dst: HashMap<PathBuf, usize> = HashMap::with_capacity(candidates.len());
+        // Keyed by the raw path bytes: `Path`'s own Hash walks components and costs more than
+        // the whole walk on trees of 50,000 files. Every destination is built by `join`, so equal
+        // paths have equal bytes.
+        let mut by_dst: HashMap<OsString, usize> = HashMap::with_capacity(candidates.len());
         for job in candidates {
-            if let Some(&i) = by_dst.get(&job.dst) {
+            if let Some(&i) = by_dst.get(job.dst.as_os_str()) {
                 let other = &jobs[i];
                 if other.src == job.src || (other.op == Op::Dir && job.op == Op::Dir) {
                     continue;
@@ -169,23 +187,22 @@ impl Plan {
                     b: job.src,
                 });
             }
-            by_dst.insert(job.dst.clone(), jobs.len());
+            by_dst.insert(job.dst.clone().into_os_string(), jobs.len());
             jobs.push(job);
         }
         // A non-directory job whose destination is an ancestor of another job's destination.
-        let mut sorted: BTreeMap<&Path, &Job> = BTreeMap::new();
-        for j in &jobs {
-            sorted.insert(&j.dst, j);
-        }
+        let files: HashMap<&OsStr, &Job> = jobs
+            .iter()
+            .filter(|j| j.op != Op::Dir)
+            .map(|j| (j.dst.as_os_str(), j))
+            .collect();
         for j in &jobs {
             for anc in j.dst.ancestors().skip(1) {
-                if let Some(parent_job) = sorted.get(anc) {
-                    if parent_job.op != Op::Dir {
-                        return Err(PlanError::FileDirConflict {
-                            dst: anc.to_path_buf(),
-                            src: parent_job.src.clone(),
-                        });
-                    }
+                if let Some(file_job) = files.get(anc.as_os_str()) {
+                    return Err(PlanError::FileDirConflict {
+                        dst: anc.to_path_buf(),
+                        src: file_job.src.clone(),
+                    });
                 }
             }
         }
@@ -198,7 +215,7 @@ impl Plan {
     fn link_hardlinks(&mut self) {
         let mut first: HashMap<(u64, u64), usize> = HashMap::new();
         for (i, job) in self.jobs.iter_mut().enumerate() {
-            let (Op::Copy, Some(id)) = (&job.op, job.link_id) else {
+            let (Op::Copy, true, Some(id)) = (&job.op, job.multi_link, job.src_id) else {
                 continue;
             };
             match first.entry(id) {

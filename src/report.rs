@@ -123,7 +123,7 @@ impl EventSink for Human<'_> {
 
 impl Reporter for Human<'_> {
     fn planned(&self, engine: &str) {
-        let mut out = std::io::stdout().lock();
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
         for job in self.plan.jobs.iter().filter(|j| j.op != Op::Dir) {
             let what = match &job.op {
                 Op::Symlink { target } => format!("symlink to {}", target.display()),

@@ -90,17 +90,18 @@ fn check_out_dir(out: &Path) -> Result<(), PlanError> {
 /// Refuses a plan whose destination already is its source (same path, a symlink to it, or a
 /// hard link of it): the copy would gain nothing and could lose the source.
 fn check_same_files(plan: &Plan) -> Result<(), PlanError> {
+    // Nothing can be its own destination in an out-dir that does not exist yet.
+    if plan.out_dir.as_os_str().is_empty() || !plan.out_dir.exists() {
+        return Ok(());
+    }
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
-        if !plan.out_dir.as_os_str().is_empty() && !plan.out_dir.exists() {
-            return Ok(());
-        }
         for job in plan.jobs.iter().filter(|j| j.op == Op::Copy) {
-            let (Ok(d), Ok(s)) = (std::fs::metadata(&job.dst), std::fs::metadata(&job.src)) else {
+            let Ok(d) = std::fs::metadata(&job.dst) else {
                 continue;
             };
-            if d.dev() == s.dev() && d.ino() == s.ino() {
+            if job.src_id == Some((d.dev(), d.ino())) {
                 return Err(PlanError::SameFile {
                     src: job.src.clone(),
                     dst: job.dst.clone(),
@@ -108,8 +109,6 @@ fn check_same_files(plan: &Plan) -> Result<(), PlanError> {
             }
         }
     }
-    #[cfg(not(unix))]
-    let _ = plan;
     Ok(())
 }
 

@@ -212,12 +212,11 @@ impl Walker<'_, '_> {
         set: &GlobSet,
         stack: &mut Vec<DirId>,
     ) -> Result<(), PlanError> {
-        for (path, name) in read_sorted(dir)? {
+        for (path, name, md) in read_sorted(dir, self.walk.follow)? {
             let rel = rel.join(&name);
             if self.excludes.is_match(&rel) {
                 continue;
             }
-            let md = self.stat(&path).map_err(|e| PlanError::io(&path, e))?;
             if set.is_match(&rel) {
                 self.add(&path, &rel, md, stack)?;
             } else if md.is_dir() && !self.pruned(&md) {
@@ -275,12 +274,11 @@ impl Walker<'_, '_> {
                 Op::Dir,
             ));
             self.enter(path, &md, stack)?;
-            for (child, name) in read_sorted(path)? {
+            for (child, name, md) in read_sorted(path, self.walk.follow)? {
                 let rel = rel.join(&name);
                 if self.excludes.is_match(&rel) {
                     continue;
                 }
-                let md = self.stat(&child).map_err(|e| PlanError::io(&child, e))?;
                 self.add(&child, &rel, md, stack)?;
             }
             stack.pop();
@@ -299,12 +297,24 @@ impl Walker<'_, '_> {
     }
 }
 
-fn read_sorted(dir: &Path) -> Result<Vec<(PathBuf, std::ffi::OsString)>, PlanError> {
+/// A directory's entries in name order (deterministic plans), with their metadata: through the
+/// directory's handle (`fstatat`, no path walk from the root) unless symlinks are followed.
+fn read_sorted(
+    dir: &Path,
+    follow: bool,
+) -> Result<Vec<(PathBuf, std::ffi::OsString, Metadata)>, PlanError> {
     let rd = fs::read_dir(dir).map_err(|e| PlanError::io(dir, e))?;
     let mut out = Vec::new();
     for entry in rd {
         let entry = entry.map_err(|e| PlanError::io(dir, e))?;
-        out.push((entry.path(), entry.file_name()));
+        let path = entry.path();
+        let md = if follow {
+            fs::metadata(&path)
+        } else {
+            entry.metadata()
+        };
+        let md = md.map_err(|e| PlanError::io(&path, e))?;
+        out.push((path, entry.file_name(), md));
     }
     out.sort_by(|a, b| a.1.cmp(&b.1));
     Ok(out)
