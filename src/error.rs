@@ -33,8 +33,12 @@ pub enum PlanError {
     NoMatch { pattern: String, base: PathBuf },
     #[error("invalid pattern `{pattern}`: {reason}")]
     BadPattern { pattern: String, reason: String },
-    #[error("{}: {source}", .path.display())]
-    Io { path: PathBuf, source: io::Error },
+    /// The cause is part of the message, not a `source()`: callers print one line, not a chain
+    /// that repeats it.
+    #[error("{}: {cause}", .path.display())]
+    Io { path: PathBuf, cause: io::Error },
+    #[error("pattern `{pattern}` reaches into the out-dir {}; copying it would copy the out-dir into itself", .out_dir.display())]
+    InsideOutDir { pattern: String, out_dir: PathBuf },
     #[error("{} and its destination {} are the same file; refusing to copy a file onto itself", .src.display(), .dst.display())]
     SameFile { src: PathBuf, dst: PathBuf },
     #[error("out-dir {}: {reason}", .path.display())]
@@ -56,10 +60,10 @@ fn missing_message(missing: &[(PathBuf, String)]) -> String {
 }
 
 impl PlanError {
-    pub fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
+    pub fn io(path: impl Into<PathBuf>, cause: io::Error) -> Self {
         PlanError::Io {
             path: path.into(),
-            source,
+            cause,
         }
     }
 }
@@ -67,11 +71,11 @@ impl PlanError {
 /// One file that could not be copied. The run goes on; the exit code becomes 1.
 #[derive(Debug, thiserror::Error)]
 pub enum CopyError {
-    #[error("cannot {op} {}: {source}", .path.display())]
+    #[error("cannot {op} {}: {cause}", .path.display())]
     Io {
         op: &'static str,
         path: PathBuf,
-        source: io::Error,
+        cause: io::Error,
     },
     #[error("{} changed while it was copied (expected {expected} bytes, read {actual})", .path.display())]
     Changed {
@@ -86,11 +90,11 @@ pub enum CopyError {
 }
 
 impl CopyError {
-    pub fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+    pub fn io(op: &'static str, path: impl Into<PathBuf>, cause: io::Error) -> Self {
         CopyError::Io {
             op,
             path: path.into(),
-            source,
+            cause,
         }
     }
 }

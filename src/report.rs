@@ -233,6 +233,10 @@ struct FailedLine {
     src: Option<String>,
     dst: Option<String>,
     error: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    src_bytes: Option<Vec<u8>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dst_bytes: Option<Vec<u8>>,
 }
 
 #[derive(Serialize)]
@@ -284,6 +288,8 @@ impl EventSink for Json<'_> {
                     src: job.map(|j| j.src.to_string_lossy().into_owned()),
                     dst: job.map(|j| j.dst.to_string_lossy().into_owned()),
                     error: error.to_string(),
+                    src_bytes: job.and_then(|j| raw_bytes(&j.src)),
+                    dst_bytes: job.and_then(|j| raw_bytes(&j.dst)),
                 });
             }
             Event::Started { .. } | Event::Progress { .. } => {}

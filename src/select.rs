@@ -61,6 +61,12 @@ pub fn select(cfg: &Config) -> Result<Plan, PlanError> {
     Ok(plan)
 }
 
+#[cfg(unix)]
+const ENOTDIR: i32 = libc::ENOTDIR;
+// ERROR_DIRECTORY: Windows' word for "a path component is not a directory".
+#[cfg(windows)]
+const ENOTDIR: i32 = 267;
+
 /// The out-dir, or its first existing ancestor, must be a directory.
 fn check_out_dir(out: &Path) -> Result<(), PlanError> {
     for anc in out.ancestors() {
@@ -80,7 +86,13 @@ fn check_out_dir(out: &Path) -> Result<(), PlanError> {
                     reason,
                 });
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            // ENOTDIR: some ancestor is a file; walking up finds and names it.
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    || e.raw_os_error() == Some(ENOTDIR) =>
+            {
+                continue
+            }
             Err(e) => return Err(PlanError::io(anc, e)),
         }
     }

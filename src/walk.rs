@@ -111,12 +111,23 @@ impl PatternWalk<'_> {
                 prune_ids.insert(id);
             }
         }
+        let out_real = fs::canonicalize(self.out_dir).ok();
         let mut jobs = Vec::new();
         for pattern in patterns {
             check_pattern(pattern)?;
             let before = jobs.len();
             let (prefix, literal) = literal_prefix(pattern);
             let start = self.base.join(&prefix);
+            // The walk prunes the out-dir when it meets it; a pattern that starts inside it
+            // never meets it. (An out-dir that is the base itself is the same-file error.)
+            if let (Some(out), Ok(real)) = (&out_real, fs::canonicalize(&start)) {
+                if real.starts_with(out) && *out != base_real {
+                    return Err(PlanError::InsideOutDir {
+                        pattern: pattern.clone(),
+                        out_dir: self.out_dir.to_path_buf(),
+                    });
+                }
+            }
             let mut w = Walker {
                 walk: self,
                 excludes: &excludes,
