@@ -35,6 +35,12 @@ impl TempGuard {
         self.path.as_deref().unwrap_or(Path::new(""))
     }
 
+    /// Forgets the temporary path without removing it: the caller has renamed it into place
+    /// itself (the io-uring engine renames through the ring, not with `commit`).
+    pub fn disarm(mut self) {
+        self.path = None;
+    }
+
     /// Renames the temporary into place. `rename` replaces a symlink at `dst` rather than
     /// writing through it, so nothing is written outside the out-dir.
     pub fn commit(mut self, dst: &Path) -> Result<(), CopyError> {

@@ -110,7 +110,7 @@ pub fn choose(cfg: &Config) -> Result<Chosen, PlanError> {
         EngineChoice::Auto | EngineChoice::IoUring => match uring::probe() {
             Ok(()) => Ok(Chosen {
                 backend: Box::new(uring::IoUring::new(cfg)),
-                reason: "io_uring probe succeeded (ring set up, a NOP submitted and completed, buffer ring registered)".into(),
+                reason: "io_uring probe succeeded (ring set up, a buffer-select read submitted and completed, buffer ring registered)".into(),
             }),
             Err(why) if cfg.engine == EngineChoice::Auto => {
                 Ok(portable(format!("io_uring unavailable ({why}); using the portable engine")))

@@ -1,0 +1,1138 @@
+//! Copy benchmark: cargo-fastcp (every engine and copy method) against cp, rsync and, where
+//! installed, xcp, fcp and cpz, on the shared corpora; plus the staging measurement (issue 2).
+//!
+//! ```sh
+//! cargo run --release --example bench -- [--scale F] [--runs N] [--profiles target,bins,small]
+//!     [--dir DIR] [--stage] [--stage-runs N] [--markdown FILE]
+//! ```
+//!
+//! See docs/benchmarks.md for how to run it and how to read the tables. In short: each corpus is
+//! made once with `../shared/bench/make-corpus.py`, the page cache is warmed, then every tool
+//! copies it N times, interleaved (the order rotates each round), each run into a fresh
+//! directory, with a `sync` and a re-read of the source (both untimed) before each run. Every copy
+//! is checked with `verify-copy.py` (ours with `--mtime --strict`, peers' with `--mtime`, their
+//! warnings reported as notes). Copies are deleted at the end, or earlier (followed by a
+//! cool-down) when the disk runs short.
+
+#[cfg(target_os = "linux")]
+fn main() {
+    if let Err(e) = bench::main() {
+        eprintln!("bench: error: {e}");
+        std::process::exit(1);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn main() {
+    eprintln!("bench: the benchmark runs on Linux only");
+}
+
+#[cfg(target_os = "linux")]
+mod bench {
+    use std::collections::BTreeMap;
+    use std::ffi::{OsStr, OsString};
+    use std::fmt::Write as _;
+    use std::fs::{self, File};
+    use std::io::Read;
+    use std::os::unix::ffi::OsStrExt;
+    use std::path::{Path, PathBuf};
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    type Result<T> = std::result::Result<T, String>;
+
+    const HELP: &str = "\
+usage: cargo run --release --example bench -- [OPTIONS]
+
+  --scale F          corpus scale for make-corpus.py (default 1.0)
+  --runs N           timed runs per tool and corpus (default 5; medians reported)
+  --profiles LIST    comma-separated corpora: target,bins,small (default all; `none` for none)
+  --dir DIR          work directory for corpora and copies (default <repo>/../bench-tmp);
+                     must be on the filesystem you want to measure
+  --shared DIR       the shared bench scripts (default <repo>/../shared/bench)
+  --bin PATH         cargo-fastcp binary (default: build and use target/release/cargo-fastcp)
+  --tools LIST       only these tools (names as in the table, comma-separated)
+  --stage            also measure staging examples/demo-workspace's release artifacts:
+                     cargo fastcp (cargo metadata included) against plain cp of the same files
+  --stage-runs N     timed runs for --stage (default 20)
+  --keep-free GIB    free space to keep on --dir's filesystem (default 8); when a run would
+                     go below it, earlier copies are deleted and the bench cools down first
+  --cooldown SECS    pause after deleting copies (default 65: this ext4 skips freed inodes
+                     for 60 s, which slows the next copy)
+  --markdown FILE    also write the report (markdown) to FILE
+";
+
+    struct Args {
+        scale: f64,
+        runs: usize,
+        profiles: Vec<String>,
+        dir: PathBuf,
+        shared: PathBuf,
+        bin: Option<PathBuf>,
+        tools: Option<Vec<String>>,
+        stage: bool,
+        stage_runs: usize,
+        keep_free: u64,
+        cooldown: Duration,
+        markdown: Option<PathBuf>,
+    }
+
+    fn parse_args() -> Result<Args> {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut a = Args {
+            scale: 1.0,
+            runs: 5,
+            profiles: vec!["target".into(), "bins".into(), "small".into()],
+            dir: repo.join("../bench-tmp"),
+            shared: repo.join("../shared/bench"),
+            bin: None,
+            tools: None,
+            stage: false,
+            stage_runs: 20,
+            keep_free: 8 << 30,
+            cooldown: Duration::from_secs(65),
+            markdown: None,
+        };
+        let mut it = std::env::args_os().skip(1);
+        let list = |s: String| -> Vec<String> {
+            s.split(',')
+                .map(|x| x.trim().to_string())
+                .filter(|x| !x.is_empty() && x != "none")
+                .collect()
+        };
+        while let Some(arg) = it.next() {
+            let arg = arg.to_string_lossy().into_owned();
+            let mut val = |name: &str| -> Result<String> {
+                it.next()
+                    .map(|v| v.to_string_lossy().into_owned())
+                    .ok_or_else(|| format!("{name} needs a value"))
+            };
+            let num = |name: &str, v: String| -> Result<f64> {
+                v.parse::<f64>()
+                    .map_err(|_| format!("{name}: `{v}` is not a number"))
+            };
+            match arg.as_str() {
+                "--scale" => a.scale = num("--scale", val("--scale")?)?,
+                "--runs" => a.runs = num("--runs", val("--runs")?)? as usize,
+                "--profiles" => a.profiles = list(val("--profiles")?),
+                "--dir" => a.dir = PathBuf::from(val("--dir")?),
+                "--shared" => a.shared = PathBuf::from(val("--shared")?),
+                "--bin" => a.bin = Some(PathBuf::from(val("--bin")?)),
+                "--tools" => a.tools = Some(list(val("--tools")?)),
+                "--stage" => a.stage = true,
+                "--stage-runs" => {
+                    a.stage_runs = num("--stage-runs", val("--stage-runs")?)? as usize
+                }
+                "--keep-free" => {
+                    a.keep_free =
+                        (num("--keep-free", val("--keep-free")?)? * (1u64 << 30) as f64) as u64
+                }
+                "--cooldown" => {
+                    a.cooldown = Duration::from_secs_f64(num("--cooldown", val("--cooldown")?)?)
+                }
+                "--markdown" => a.markdown = Some(PathBuf::from(val("--markdown")?)),
+                "-h" | "--help" => {
+                    print!("{HELP}");
+                    std::process::exit(0);
+                }
+                other => return Err(format!("unknown argument `{other}`\n{HELP}")),
+            }
+        }
+        if a.runs == 0 || a.stage_runs == 0 {
+            return Err("--runs and --stage-runs must be at least 1".into());
+        }
+        if a.scale.is_nan() || a.scale <= 0.0 {
+            return Err("--scale must be positive".into());
+        }
+        for p in &a.profiles {
+            if !["target", "bins", "small"].contains(&p.as_str()) {
+                return Err(format!("unknown profile `{p}` (target, bins, small)"));
+            }
+        }
+        Ok(a)
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Small helpers
+
+    fn sh(program: &str, args: &[&OsStr]) -> Result<String> {
+        let out = Command::new(program)
+            .args(args)
+            .output()
+            .map_err(|e| format!("cannot run {program}: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "{program} {:?} failed ({}):\n{}",
+                args,
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    fn which(program: &str) -> Option<PathBuf> {
+        let path = std::env::var_os("PATH")?;
+        std::env::split_paths(&path)
+            .map(|d| d.join(program))
+            .find(|p| p.is_file())
+    }
+
+    fn first_line(s: &str) -> String {
+        s.lines().next().unwrap_or("").trim().to_string()
+    }
+
+    fn version(program: &str) -> String {
+        Command::new(program)
+            .arg("--version")
+            .output()
+            .ok()
+            .map(|o| {
+                first_line(&format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&o.stdout),
+                    String::from_utf8_lossy(&o.stderr)
+                ))
+            })
+            .unwrap_or_default()
+    }
+
+    fn median(v: &[f64]) -> f64 {
+        let mut s = v.to_vec();
+        s.sort_by(|a, b| a.total_cmp(b));
+        let n = s.len();
+        if n % 2 == 1 {
+            s[n / 2]
+        } else {
+            (s[n / 2 - 1] + s[n / 2]) / 2.0
+        }
+    }
+
+    fn min(v: &[f64]) -> f64 {
+        v.iter().copied().fold(f64::INFINITY, f64::min)
+    }
+
+    fn sync() {
+        // SAFETY: sync(2) takes no arguments and cannot fail.
+        unsafe { libc::sync() };
+    }
+
+    /// Bytes and inodes free for unprivileged users on `dir`'s filesystem.
+    fn free_space(dir: &Path) -> (u64, u64) {
+        let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).unwrap_or_default();
+        // SAFETY: statvfs into a zeroed struct we own.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+            return (u64::MAX, u64::MAX);
+        }
+        (st.f_bavail * st.f_frsize, st.f_favail)
+    }
+
+    /// Every regular file below `root` (not following symlinks).
+    fn files_below(root: &Path) -> Vec<(PathBuf, u64)> {
+        let mut out = Vec::new();
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            let Ok(rd) = fs::read_dir(&dir) else { continue };
+            for e in rd.flatten() {
+                let Ok(md) = e.path().symlink_metadata() else {
+                    continue;
+                };
+                if md.is_dir() {
+                    stack.push(e.path());
+                } else if md.is_file() {
+                    out.push((e.path(), md.len()));
+                }
+            }
+        }
+        out
+    }
+
+    /// Reads every file once so the timed runs start with the source in the page cache.
+    fn warm(files: &[(PathBuf, u64)]) {
+        let mut buf = vec![0u8; 1 << 20];
+        for (p, _) in files {
+            if let Ok(mut f) = File::open(p) {
+                while matches!(f.read(&mut buf), Ok(n) if n > 0) {}
+            }
+        }
+    }
+
+    /// Drops a finished (synced) copy's pages, so copies do not push the source out of the cache.
+    fn drop_cache(root: &Path) {
+        use std::os::fd::AsRawFd;
+        for (p, _) in files_below(root) {
+            if let Ok(f) = File::open(&p) {
+                // SAFETY: advisory call on an fd we own.
+                unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+            }
+        }
+    }
+
+    /// Removes a tree, opening read-only directories first.
+    fn remove_tree(root: &Path) {
+        if fs::remove_dir_all(root).is_ok() || !root.exists() {
+            return;
+        }
+        let _ = Command::new("chmod")
+            .arg("-R")
+            .arg("u+rwx")
+            .arg(root)
+            .status();
+        let _ = fs::remove_dir_all(root);
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Tools
+
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    enum Family {
+        /// cargo-fastcp: checked strictly (hard links and mtimes are errors).
+        Ours,
+        /// Another copy tool: its verification warnings are notes.
+        Peer,
+        /// A reference that copies no data (`cp -al`): not a peer.
+        Reference,
+    }
+
+    /// The command line copying SRC to DST.
+    type CopyArgv = Box<dyn Fn(&Path, &Path) -> Vec<OsString>>;
+
+    struct Tool {
+        name: String,
+        family: Family,
+        /// Builds the command for SRC → DST (DST does not exist yet).
+        argv: CopyArgv,
+        /// Why the tool is left out here, if it is.
+        unavailable: Option<String>,
+    }
+
+    fn os(s: &str) -> OsString {
+        OsString::from(s)
+    }
+
+    fn tools(bin: &Path, io_uring: &Option<String>, only: &Option<Vec<String>>) -> Vec<Tool> {
+        let mut v = Vec::new();
+        let ours = |engine: &'static str, method: &'static str| {
+            let bin = bin.to_path_buf();
+            move |src: &Path, dst: &Path| {
+                let mut a = vec![
+                    bin.clone().into_os_string(),
+                    os("-o"),
+                    dst.into(),
+                    os("--from"),
+                    src.into(),
+                    os("**"),
+                    os("-q"),
+                    os("--engine"),
+                    os(engine),
+                ];
+                if !method.is_empty() {
+                    a.extend([os("--copy-method"), os(method)]);
+                }
+                a
+            }
+        };
+        for method in ["auto", "buffer-ring", "copy-file-range"] {
+            v.push(Tool {
+                name: format!("cargo-fastcp io-uring {method}"),
+                family: Family::Ours,
+                argv: Box::new(ours("io-uring", method)),
+                unavailable: io_uring.clone(),
+            });
+        }
+        v.push(Tool {
+            name: "cargo-fastcp portable".into(),
+            family: Family::Ours,
+            argv: Box::new(ours("portable", "")),
+            unavailable: None,
+        });
+        let peer = |name: &str, argv: CopyArgv| {
+            let program = name.split(' ').next().unwrap_or(name);
+            Tool {
+                name: name.to_string(),
+                family: Family::Peer,
+                argv,
+                unavailable: which(program)
+                    .is_none()
+                    .then(|| format!("`{program}` is not installed")),
+            }
+        };
+        v.push(peer(
+            "cp -a",
+            Box::new(|s, d| vec![os("cp"), os("-a"), s.into(), d.into()]),
+        ));
+        v.push(peer(
+            "rsync -a",
+            Box::new(|s, d| {
+                let mut s = s.as_os_str().to_owned();
+                s.push("/");
+                let mut d = d.as_os_str().to_owned();
+                d.push("/");
+                vec![os("rsync"), os("-a"), s, d]
+            }),
+        ));
+        v.push(peer(
+            "xcp -r",
+            Box::new(|s, d| vec![os("xcp"), os("-r"), s.into(), d.into()]),
+        ));
+        v.push(peer(
+            "fcp",
+            Box::new(|s, d| vec![os("fcp"), s.into(), d.into()]),
+        ));
+        v.push(peer(
+            "cpz",
+            Box::new(|s, d| vec![os("cpz"), s.into(), d.into()]),
+        ));
+        let mut floor = peer(
+            "cp -al",
+            Box::new(|s, d| vec![os("cp"), os("-al"), s.into(), d.into()]),
+        );
+        floor.family = Family::Reference;
+        v.push(floor);
+        if let Some(only) = only {
+            v.retain(|t| only.iter().any(|o| o == &t.name));
+        }
+        v
+    }
+
+    /// Why the binary cannot use io_uring here (it exits 2 and says so), if it cannot.
+    fn io_uring_unavailable(bin: &Path, any_dir: &Path, any_file: &str) -> Result<Option<String>> {
+        let out = Command::new(bin)
+            .args(["--dry-run", "-q", "--engine", "io-uring", "--from"])
+            .arg(any_dir)
+            .arg(any_file)
+            .output()
+            .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
+        if out.status.success() {
+            return Ok(None);
+        }
+        let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        if out.status.code() == Some(2) && err.contains("not available") {
+            return Ok(Some(err.trim_start_matches("error: ").to_string()));
+        }
+        Err(format!(
+            "io-uring availability check failed: {}\n{err}",
+            out.status
+        ))
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Verification
+
+    #[derive(Default)]
+    struct Check {
+        runs: usize,
+        ok: usize,
+        failed_exit: Vec<String>,
+        /// category → worst count seen across runs
+        issues: BTreeMap<String, u64>,
+    }
+
+    impl Check {
+        fn cell(&self, family: Family) -> String {
+            let mut s = if self.ok == self.runs {
+                format!("OK {}/{}", self.ok, self.runs)
+            } else {
+                format!("**FAIL** {}/{} ok", self.ok, self.runs)
+            };
+            if !self.failed_exit.is_empty() {
+                let _ = write!(s, "; exit: {}", self.failed_exit.join(", "));
+            }
+            if !self.issues.is_empty() {
+                let what: Vec<String> = self
+                    .issues
+                    .iter()
+                    .map(|(k, n)| match k.as_str() {
+                        "hardlink" => format!("{n} hard-link groups split"),
+                        "mtime" => format!("{n} mtimes differ"),
+                        other => format!("{n} {other}"),
+                    })
+                    .collect();
+                let tag = if family == Family::Ours { "" } else { "note: " };
+                let _ = write!(s, "; {tag}{}", what.join(", "));
+            }
+            s
+        }
+    }
+
+    /// Runs verify-copy.py on one copy; records the result in `check`.
+    fn verify(
+        shared: &Path,
+        src: &Path,
+        dst: &Path,
+        family: Family,
+        cache: &Path,
+        check: &mut Check,
+    ) -> Result<()> {
+        let mut cmd = Command::new("python3");
+        cmd.arg(shared.join("verify-copy.py"))
+            .arg(src)
+            .arg(dst)
+            .args(["--json", "--mtime", "--src-cache"])
+            .arg(cache);
+        if family == Family::Ours {
+            cmd.arg("--strict");
+        }
+        let out = cmd
+            .output()
+            .map_err(|e| format!("cannot run verify-copy.py: {e}"))?;
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| {
+            format!(
+                "verify-copy.py printed no JSON ({e}):\n{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })?;
+        let ok = v["ok"].as_bool().unwrap_or(false);
+        if ok {
+            check.ok += 1;
+        }
+        if let Some(counts) = v["counts"].as_object() {
+            for (k, n) in counts {
+                let n = n.as_u64().unwrap_or(0);
+                if n > 0 {
+                    let e = check.issues.entry(k.clone()).or_insert(0);
+                    *e = (*e).max(n);
+                }
+            }
+        }
+        if !ok && family == Family::Ours {
+            eprintln!(
+                "    VERIFY FAILED for {}:\n{}",
+                dst.display(),
+                serde_json::to_string_pretty(&v["examples"]).unwrap_or_default()
+            );
+        }
+        Ok(())
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // One corpus
+
+    struct Copies {
+        dir: PathBuf,
+        made: Vec<PathBuf>,
+    }
+
+    impl Copies {
+        fn purge(&mut self) {
+            for p in self.made.drain(..) {
+                remove_tree(&p);
+            }
+        }
+    }
+
+    fn corpus(args: &Args, profile: &str) -> Result<(PathBuf, Vec<(PathBuf, u64)>)> {
+        let dir = args
+            .dir
+            .join(format!("corpus-{profile}-scale{}", args.scale));
+        let done = args
+            .dir
+            .join(format!("corpus-{profile}-scale{}.done", args.scale));
+        if !done.exists() {
+            if dir.exists() {
+                remove_tree(&dir);
+            }
+            eprintln!("making corpus {profile} at scale {} ...", args.scale);
+            let t = Instant::now();
+            let status = Command::new("python3")
+                .arg(args.shared.join("make-corpus.py"))
+                .arg(profile)
+                .arg(&dir)
+                .arg("--scale")
+                .arg(args.scale.to_string())
+                .status()
+                .map_err(|e| format!("cannot run make-corpus.py: {e}"))?;
+            if !status.success() {
+                return Err(format!("make-corpus.py {profile} failed: {status}"));
+            }
+            fs::write(&done, b"").map_err(|e| e.to_string())?;
+            eprintln!("  made in {:.1} s", t.elapsed().as_secs_f64());
+        }
+        let files = files_below(&dir);
+        Ok((dir, files))
+    }
+
+    struct Row {
+        name: String,
+        family: Family,
+        times: Vec<f64>,
+        check: Check,
+        unavailable: Option<String>,
+    }
+
+    fn run_corpus(
+        args: &Args,
+        bin: &Path,
+        io_uring: &Option<String>,
+        profile: &str,
+        copies: &mut Copies,
+        report: &mut String,
+    ) -> Result<()> {
+        let (src, files) = corpus(args, profile)?;
+        let total: u64 = files.iter().map(|f| f.1).sum();
+        let cache = args
+            .dir
+            .join(format!("corpus-{profile}-scale{}.hashes.json", args.scale));
+        let tools = tools(bin, io_uring, &args.tools);
+        let mut rows: Vec<Row> = tools
+            .iter()
+            .map(|t| Row {
+                name: t.name.clone(),
+                family: t.family,
+                times: Vec::new(),
+                check: Check::default(),
+                unavailable: t.unavailable.clone(),
+            })
+            .collect();
+        eprintln!(
+            "corpus {profile}: {} files, {:.1} MiB; warming the page cache",
+            files.len(),
+            total as f64 / (1 << 20) as f64
+        );
+        warm(&files);
+        let base = copies.dir.join(profile);
+        fs::create_dir_all(&base).map_err(|e| format!("{}: {e}", base.display()))?;
+        let active: Vec<usize> = (0..tools.len())
+            .filter(|&i| tools[i].unavailable.is_none())
+            .collect();
+        for run in 0..args.runs {
+            // Interleaved: every tool once per round; the order rotates each round.
+            for k in 0..active.len() {
+                let i = active[(k + run) % active.len()];
+                let tool = &tools[i];
+                let (bytes_free, inodes_free) = free_space(&args.dir);
+                if bytes_free < total + total / 10 + args.keep_free
+                    || inodes_free < files.len() as u64 * 2 + 10_000
+                {
+                    eprintln!(
+                        "  disk short ({} GiB free): deleting {} earlier copies, cooling down {} s",
+                        bytes_free >> 30,
+                        copies.made.len(),
+                        args.cooldown.as_secs()
+                    );
+                    copies.purge();
+                    sync();
+                    std::thread::sleep(args.cooldown);
+                }
+                let dst = base.join(format!("{}-run{run}", tool.name.replace(' ', "_")));
+                sync();
+                warm(&files);
+                let argv = (tool.argv)(&src, &dst);
+                let t = Instant::now();
+                let out = Command::new(&argv[0])
+                    .args(&argv[1..])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .output()
+                    .map_err(|e| format!("cannot run {}: {e}", tool.name))?;
+                let secs = t.elapsed().as_secs_f64();
+                copies.made.push(dst.clone());
+                let row = &mut rows[i];
+                row.check.runs += 1;
+                if out.status.success() {
+                    row.times.push(secs);
+                    eprintln!("  run {run} {:<34} {secs:>8.3} s", tool.name);
+                } else {
+                    let err = String::from_utf8_lossy(&out.stderr);
+                    eprintln!(
+                        "  run {run} {:<34} FAILED ({})\n{}",
+                        tool.name,
+                        out.status,
+                        err.lines().take(10).collect::<Vec<_>>().join("\n")
+                    );
+                    row.check
+                        .failed_exit
+                        .push(out.status.code().map_or("signal".into(), |c| c.to_string()));
+                    continue;
+                }
+                sync();
+                verify(
+                    &args.shared,
+                    &src,
+                    &dst,
+                    tool.family,
+                    &cache,
+                    &mut row.check,
+                )?;
+                drop_cache(&dst);
+            }
+        }
+        write_table(report, profile, &files, total, &rows);
+        Ok(())
+    }
+
+    fn write_table(
+        report: &mut String,
+        profile: &str,
+        files: &[(PathBuf, u64)],
+        total: u64,
+        rows: &[Row],
+    ) {
+        let med = |name: &str| {
+            rows.iter()
+                .find(|r| r.name == name && !r.times.is_empty())
+                .map(|r| median(&r.times))
+        };
+        let cp = med("cp -a");
+        let rsync = med("rsync -a");
+        let fastest_peer = rows
+            .iter()
+            .filter(|r| r.family == Family::Peer && !r.times.is_empty())
+            .map(|r| (median(&r.times), r.name.as_str()))
+            .min_by(|a, b| a.0.total_cmp(&b.0));
+        let ratio =
+            |x: f64, base: Option<f64>| base.map_or("—".to_string(), |b| format!("{:.2}", x / b));
+        let _ = writeln!(
+            report,
+            "\n### {profile}: {} files, {:.1} MiB\n",
+            files.len(),
+            total as f64 / (1 << 20) as f64
+        );
+        let _ = writeln!(
+            report,
+            "| tool | median s | min s | ÷ cp -a | ÷ rsync -a | ÷ fastest peer{} | verify |",
+            fastest_peer.map_or(String::new(), |p| format!(" ({})", p.1))
+        );
+        let _ = writeln!(report, "|---|---:|---:|---:|---:|---:|---|");
+        for r in rows {
+            if let Some(why) = &r.unavailable {
+                let why = if why.contains("io-uring") {
+                    "io-uring unavailable (see the machine section)"
+                } else {
+                    why
+                };
+                let _ = writeln!(
+                    report,
+                    "| {} | — | — | — | — | — | skipped: {why} |",
+                    r.name
+                );
+                continue;
+            }
+            if r.times.is_empty() {
+                let _ = writeln!(
+                    report,
+                    "| {} | — | — | — | — | — | {} |",
+                    r.name,
+                    r.check.cell(r.family)
+                );
+                continue;
+            }
+            let m = median(&r.times);
+            let name = if r.family == Family::Reference {
+                format!("{} (reference: hard links, no data)", r.name)
+            } else {
+                r.name.clone()
+            };
+            let _ = writeln!(
+                report,
+                "| {name} | {m:.3} | {:.3} | {} | {} | {} | {} |",
+                min(&r.times),
+                ratio(m, cp),
+                ratio(m, rsync),
+                ratio(m, fastest_peer.map(|p| p.0)),
+                r.check.cell(r.family)
+            );
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Staging (issue 2): cargo fastcp end to end vs plain cp of the same files
+
+    fn stage(args: &Args, bin: &Path, copies: &mut Copies, report: &mut String) -> Result<()> {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let ws = args.dir.join("stage-demo-workspace");
+        // A private copy of the demo workspace, built there: the repository is left alone.
+        if !ws.join("Cargo.toml").exists() {
+            let src = repo.join("examples/demo-workspace");
+            fs::create_dir_all(&ws).map_err(|e| e.to_string())?;
+            for entry in [
+                "Cargo.toml",
+                "Cargo.lock",
+                "README.md",
+                "assets",
+                "demo-ffi",
+                "hello-fastcp",
+            ] {
+                sh(
+                    "cp",
+                    &[
+                        OsStr::new("-a"),
+                        src.join(entry).as_os_str(),
+                        ws.as_os_str(),
+                    ],
+                )?;
+            }
+        }
+        let manifest = ws.join("Cargo.toml");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        eprintln!("stage: building {} (release)", ws.display());
+        let st = Command::new(&cargo)
+            .args(["build", "--release", "--quiet", "--manifest-path"])
+            .arg(&manifest)
+            .env_remove("CARGO_TARGET_DIR")
+            .status()
+            .map_err(|e| e.to_string())?;
+        if !st.success() {
+            return Err(format!("building the demo workspace failed: {st}"));
+        }
+        // The plan, from the binary itself: the files a plain cp has to copy.
+        let plan = Command::new(bin)
+            .args([
+                "--release",
+                "--dry-run",
+                "--message-format",
+                "json",
+                "--manifest-path",
+            ])
+            .arg(&manifest)
+            .env_remove("CARGO_TARGET_DIR")
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !plan.status.success() {
+            return Err(format!(
+                "dry run failed: {}",
+                String::from_utf8_lossy(&plan.stderr)
+            ));
+        }
+        let mut srcs: Vec<PathBuf> = Vec::new();
+        for line in String::from_utf8_lossy(&plan.stdout).lines() {
+            let v: serde_json::Value = serde_json::from_str(line).map_err(|e| e.to_string())?;
+            if v["reason"] == "planned" {
+                let dst = v["dst"].as_str().unwrap_or_default();
+                if Path::new(dst).components().count() != 1 {
+                    return Err(format!("stage: expected a flat plan, got {dst}"));
+                }
+                srcs.push(PathBuf::from(v["src"].as_str().unwrap_or_default()));
+            }
+        }
+        let bytes: u64 = srcs
+            .iter()
+            .filter_map(|p| fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum();
+        let base = copies.dir.join("stage");
+        fs::create_dir_all(&base).map_err(|e| e.to_string())?;
+
+        type Argv = Box<dyn Fn(&Path) -> Vec<OsString>>;
+        let m = manifest.clone();
+        let b = bin.to_path_buf();
+        let fastcp = move |engine: &'static str| -> Argv {
+            let (m, b) = (m.clone(), b.clone());
+            Box::new(move |dst: &Path| {
+                vec![
+                    b.clone().into_os_string(),
+                    os("--release"),
+                    os("-q"),
+                    os("--engine"),
+                    os(engine),
+                    os("--manifest-path"),
+                    m.clone().into_os_string(),
+                    os("-o"),
+                    dst.into(),
+                ]
+            })
+        };
+        let s2 = srcs.clone();
+        let m2 = manifest.clone();
+        let b2 = bin.to_path_buf();
+        let cases: Vec<(&str, bool, Argv)> = vec![
+            (
+                "cargo fastcp --release -o DST (auto engine)",
+                false,
+                fastcp("auto"),
+            ),
+            (
+                "cargo fastcp --release -o DST --engine portable",
+                false,
+                fastcp("portable"),
+            ),
+            (
+                "cp -p <the same files> DST/ (DST made beforehand, untimed)",
+                true,
+                Box::new(move |dst: &Path| {
+                    let mut a = vec![os("cp"), os("-p")];
+                    a.extend(s2.iter().map(|p| p.clone().into_os_string()));
+                    a.push(dst.into());
+                    a
+                }),
+            ),
+            (
+                "cargo metadata --no-deps (alone, for reference)",
+                false,
+                Box::new(move |_| {
+                    vec![
+                        cargo.clone(),
+                        os("metadata"),
+                        os("--no-deps"),
+                        os("--format-version"),
+                        os("1"),
+                        os("--manifest-path"),
+                        m2.clone().into_os_string(),
+                    ]
+                }),
+            ),
+            (
+                "cargo fastcp --release --dry-run (plan only, for reference)",
+                false,
+                Box::new(move |_| {
+                    vec![
+                        b2.clone().into_os_string(),
+                        os("--release"),
+                        os("--dry-run"),
+                        os("-q"),
+                        os("--manifest-path"),
+                        manifest.clone().into_os_string(),
+                    ]
+                }),
+            ),
+        ];
+        let mut times: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
+        let mut checked: Vec<String> = vec![String::new(); cases.len()];
+        eprintln!(
+            "stage: {} files, {} bytes, {} runs each",
+            srcs.len(),
+            bytes,
+            args.stage_runs
+        );
+        for run in 0..args.stage_runs {
+            for k in 0..cases.len() {
+                let i = (k + run) % cases.len();
+                let (name, premake, argv) = &cases[i];
+                let dst = base.join(format!("case{i}-run{run}"));
+                if *premake {
+                    fs::create_dir_all(&dst).map_err(|e| e.to_string())?;
+                }
+                let argv = argv(&dst);
+                sync();
+                let t = Instant::now();
+                let out = Command::new(&argv[0])
+                    .args(&argv[1..])
+                    .env_remove("CARGO_TARGET_DIR")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .output()
+                    .map_err(|e| format!("{name}: {e}"))?;
+                let secs = t.elapsed().as_secs_f64();
+                if !out.status.success() {
+                    return Err(format!(
+                        "stage: `{name}` failed: {}\n{}",
+                        out.status,
+                        String::from_utf8_lossy(&out.stderr)
+                    ));
+                }
+                times[i].push(secs);
+                if dst.exists() {
+                    copies.made.push(dst.clone());
+                    // Same bytes as the sources, file by file.
+                    let mut bad = Vec::new();
+                    for s in &srcs {
+                        let d = dst.join(s.file_name().unwrap_or_default());
+                        if fs::read(s).ok() != fs::read(&d).ok() {
+                            bad.push(d.display().to_string());
+                        }
+                    }
+                    if !bad.is_empty() {
+                        checked[i] = format!("**FAIL**: {}", bad.join(", "));
+                    } else if checked[i].is_empty() {
+                        checked[i] = "OK".into();
+                    }
+                }
+            }
+        }
+        let cp = median(&times[2]);
+        let _ = writeln!(
+            report,
+            "\n### staging: examples/demo-workspace release artifacts ({} files, {:.1} KiB)\n",
+            srcs.len(),
+            bytes as f64 / 1024.0
+        );
+        let _ = writeln!(
+            report,
+            "| command | median ms | min ms | ÷ cp -p | bytes check |"
+        );
+        let _ = writeln!(report, "|---|---:|---:|---:|---|");
+        for (i, (name, _, _)) in cases.iter().enumerate() {
+            let m = median(&times[i]);
+            let _ = writeln!(
+                report,
+                "| {name} | {:.1} | {:.1} | {:.1} | {} |",
+                m * 1e3,
+                min(&times[i]) * 1e3,
+                m / cp,
+                if checked[i].is_empty() {
+                    "—"
+                } else {
+                    &checked[i]
+                }
+            );
+        }
+        Ok(())
+    }
+
+    // -----------------------------------------------------------------------------------------
+
+    fn machine(args: &Args, bin: &Path, io_uring: &Option<String>) -> String {
+        let mut s = String::new();
+        let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
+        let mem = fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|m| {
+                m.lines()
+                    .find(|l| l.starts_with("MemTotal:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|kb| kb.parse::<u64>().ok())
+            })
+            .map_or("?".into(), |kb| {
+                format!("{:.1} GiB", kb as f64 / (1 << 20) as f64)
+            });
+        // findmnt names ext4 correctly (`stat -f` says ext2/ext3) and shows the mount options.
+        let mount = sh(
+            "findmnt",
+            &[
+                OsStr::new("-n"),
+                OsStr::new("-o"),
+                OsStr::new("FSTYPE,SOURCE,OPTIONS"),
+                OsStr::new("-T"),
+                args.dir.as_os_str(),
+            ],
+        )
+        .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into());
+        let kernel = sh("uname", &[OsStr::new("-r")])
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default();
+        let disabled = fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "absent".into());
+        let _ = writeln!(s, "- nproc: {nproc}; memory: {mem}");
+        let _ = writeln!(
+            s,
+            "- work dir: {} (filesystem: {mount})",
+            args.dir.display()
+        );
+        let _ = writeln!(
+            s,
+            "- kernel: {kernel}; kernel.io_uring_disabled = {disabled}"
+        );
+        let _ = writeln!(
+            s,
+            "- cargo-fastcp: {} ({}); io-uring engine: {}",
+            bin.display(),
+            version(&bin.to_string_lossy()),
+            io_uring
+                .as_deref()
+                .map_or("available".to_string(), |w| format!("unavailable ({w})"))
+        );
+        let peers: Vec<String> = ["cp", "rsync", "xcp", "fcp", "cpz"]
+            .iter()
+            .map(|p| match which(p) {
+                Some(_) => format!("{p}: {}", version(p)),
+                None => format!("{p}: not installed"),
+            })
+            .collect();
+        let _ = writeln!(s, "- peers: {}", peers.join("; "));
+        let cmdline: Vec<String> = std::env::args().skip(1).collect();
+        let _ = writeln!(
+            s,
+            "- command: `cargo run --release --example bench -- {}`",
+            cmdline.join(" ")
+        );
+        let _ = writeln!(
+            s,
+            "- scale {}, {} runs per tool (medians), page cache warm, fresh directory per run",
+            args.scale, args.runs
+        );
+        s
+    }
+
+    fn build_bin(args: &Args) -> Result<PathBuf> {
+        if let Some(b) = &args.bin {
+            return Ok(b.clone());
+        }
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        eprintln!("building cargo-fastcp (release) ...");
+        let st = Command::new(cargo)
+            .args([
+                "build",
+                "--release",
+                "--quiet",
+                "--bin",
+                "cargo-fastcp",
+                "--manifest-path",
+            ])
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
+            .status()
+            .map_err(|e| e.to_string())?;
+        if !st.success() {
+            return Err(format!("cargo build --release failed: {st}"));
+        }
+        // This example runs from <target>/release/examples/; the binary sits in <target>/release/.
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let bin = exe
+            .parent()
+            .and_then(Path::parent)
+            .map(|d| d.join("cargo-fastcp"))
+            .ok_or("cannot locate the target directory")?;
+        if !bin.is_file() {
+            return Err(format!("{} is missing after the build", bin.display()));
+        }
+        Ok(bin)
+    }
+
+    pub fn main() -> Result<()> {
+        let args = parse_args()?;
+        fs::create_dir_all(&args.dir).map_err(|e| format!("{}: {e}", args.dir.display()))?;
+        let args = Args {
+            dir: fs::canonicalize(&args.dir).map_err(|e| e.to_string())?,
+            ..args
+        };
+        for script in ["make-corpus.py", "verify-copy.py"] {
+            if !args.shared.join(script).is_file() {
+                return Err(format!(
+                    "{} not found (pass --shared DIR)",
+                    args.shared.join(script).display()
+                ));
+            }
+        }
+        let bin = build_bin(&args)?;
+        let probe_dir = args.dir.join("probe");
+        fs::create_dir_all(&probe_dir).map_err(|e| e.to_string())?;
+        fs::write(probe_dir.join("f"), b"x").map_err(|e| e.to_string())?;
+        let io_uring = io_uring_unavailable(&bin, &probe_dir, "f")?;
+
+        let mut report = String::new();
+        let _ = writeln!(report, "## Machine and command\n");
+        report.push_str(&machine(&args, &bin, &io_uring));
+        eprint!("{report}");
+
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut copies = Copies {
+            dir: args
+                .dir
+                .join(format!("copies-{}-{stamp}", std::process::id())),
+            made: Vec::new(),
+        };
+        let result = (|| {
+            for profile in &args.profiles {
+                run_corpus(&args, &bin, &io_uring, profile, &mut copies, &mut report)?;
+            }
+            if args.stage {
+                stage(&args, &bin, &mut copies, &mut report)?;
+            }
+            Ok::<(), String>(())
+        })();
+        eprintln!("deleting {} copies ...", copies.made.len());
+        copies.purge();
+        remove_tree(&copies.dir);
+        result?;
+        println!("{report}");
+        if let Some(md) = &args.markdown {
+            fs::write(md, &report).map_err(|e| format!("{}: {e}", md.display()))?;
+        }
+        Ok(())
+    }
+}

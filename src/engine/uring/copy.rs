@@ -1,0 +1,248 @@
+//! One regular file through a ring worker: open and create through io_uring, move the bytes
+//! (buffer ring, or in-kernel copy on a blocking thread), set metadata, rename into place.
+use std::cell::{Cell, RefCell};
+use std::fs::File as StdFile;
+use std::future::Future;
+use std::io;
+use std::mem::ManuallyDrop;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd};
+use std::path::Path;
+use std::pin::Pin;
+
+use compio::buf::{BufResult, IntoInner, IoBuf};
+use compio::fs::{File, OpenOptions};
+use compio::io::{AsyncReadManagedAt, AsyncWriteAt};
+
+use super::exec::{Handoff, JoinAll, Permits};
+use super::kernel;
+use super::{Route, Tuning};
+use crate::engine::{file, Ctx};
+use crate::error::CopyError;
+use crate::plan::{Job, Plan};
+
+/// What every file task of one worker shares.
+pub struct Worker<'a, 'c> {
+    pub plan: &'a Plan,
+    pub ctx: &'a Ctx<'c>,
+    pub tuning: &'a Tuning,
+    /// One permit per buffer in this worker's ring.
+    pub permits: Permits,
+    /// The in-kernel copy threads; `None` runs such copies on the ring thread (only when no
+    /// blocking thread could be started).
+    pub kernel: Option<&'a kernel::Queue>,
+}
+
+fn interrupted(job: &Job) -> CopyError {
+    CopyError::Interrupted {
+        path: job.src.clone(),
+    }
+}
+
+/// Runs `f` on a std `File` borrowing `fd` (for fchmod/futimens, which compio offers only
+/// through its blocking pool, and which cost a microsecond when done in place).
+fn with_std<R>(fd: &impl AsRawFd, f: impl FnOnce(&StdFile) -> R) -> R {
+    // SAFETY: `fd` stays open for the whole call (its owner is borrowed), and ManuallyDrop keeps
+    // this temporary File from closing it.
+    let file = ManuallyDrop::new(unsafe { StdFile::from_raw_fd(fd.as_raw_fd()) });
+    f(&file)
+}
+
+impl Worker<'_, '_> {
+    pub fn route(&self, size: u64) -> Route {
+        self.tuning.route(size)
+    }
+
+    /// Copies job `i` and places it; the caller reports the result.
+    pub async fn copy(&self, i: usize) -> Result<(), CopyError> {
+        let job = &self.plan.jobs[i];
+        if self.ctx.cancelled() {
+            return Err(interrupted(job));
+        }
+        let src = OpenOptions::new()
+            .read(true)
+            .open(&job.src)
+            .await
+            .map_err(|e| CopyError::io("open", &job.src, e))?;
+        let tmp = file::temp_path(&job.dst);
+        // O_CREAT|O_EXCL: never opens an existing file or follows a planted symlink; 0600 keeps
+        // it private until its mode is set.
+        let dst = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .await
+            .map_err(|e| CopyError::io("create", &tmp, e))?;
+        let guard = file::TempGuard::new(tmp);
+        let copied = match self.route(job.size) {
+            Route::Ring => self.pump(job, &src, &dst).await?,
+            Route::Kernel => self.in_kernel(job, &src, &dst).await?,
+        };
+        if copied != job.size {
+            return Err(CopyError::Changed {
+                path: job.src.clone(),
+                expected: job.size,
+                actual: copied,
+            });
+        }
+        with_std(&dst, |f| file::apply_meta(f, job))
+            .map_err(|e| CopyError::io("set metadata of", guard.path(), e))?;
+        if self.ctx.fsync {
+            dst.sync_all()
+                .await
+                .map_err(|e| CopyError::io("fsync", guard.path(), e))?;
+        }
+        // Close through the ring too; a close error (NFS reports write-back failures there)
+        // is the file's error.
+        dst.close()
+            .await
+            .map_err(|e| CopyError::io("close", guard.path(), e))?;
+        // The source was only read: nothing a close error could tell us matters.
+        let _ = src.close().await;
+        // `rename` replaces a symlink at the destination rather than writing through it.
+        compio::fs::rename(guard.path(), &job.dst)
+            .await
+            .map_err(|e| CopyError::io("rename into place", &job.dst, e))?;
+        guard.disarm();
+        Ok(())
+    }
+
+    /// The buffer-ring method: reads into kernel-selected pool buffers, writes from them.
+    ///
+    /// The file is cut into buffer-sized chunks, `0..=size / len` (the last one may be empty);
+    /// up to `file_window` of them are in flight at once, each taking a permit first. Every read
+    /// asks for a whole buffer, so the last chunk's read also shows whether the file grew, and a
+    /// short read ending at the expected size is its end of file (no extra read of 0 bytes,
+    /// except when the size is a multiple of the buffer length).
+    async fn pump(&self, job: &Job, src: &File, dst: &File) -> Result<u64, CopyError> {
+        let len = self.tuning.pool.buffer_len as u64;
+        let chunks = job.size / len + 1;
+        let window = (self.tuning.file_window as u64).min(chunks) as usize;
+        if window <= 1 {
+            let mut total = 0;
+            for k in 0..chunks {
+                total += self.chunk(job, src, dst, k).await?;
+            }
+            return Ok(total);
+        }
+        let next = Cell::new(0u64);
+        let total = Cell::new(0u64);
+        let failed: RefCell<Option<CopyError>> = RefCell::new(None);
+        let lanes: Vec<Pin<Box<dyn Future<Output = ()> + '_>>> = (0..window)
+            .map(|_| {
+                let (next, total, failed) = (&next, &total, &failed);
+                Box::pin(async move {
+                    while failed.borrow().is_none() {
+                        let k = next.get();
+                        if k >= chunks {
+                            break;
+                        }
+                        next.set(k + 1);
+                        match self.chunk(job, src, dst, k).await {
+                            Ok(n) => total.set(total.get() + n),
+                            Err(e) => {
+                                failed.borrow_mut().get_or_insert(e);
+                            }
+                        }
+                    }
+                }) as Pin<Box<dyn Future<Output = ()> + '_>>
+            })
+            .collect();
+        JoinAll::new(lanes).await;
+        match failed.into_inner() {
+            Some(e) => Err(e),
+            None => Ok(total.get()),
+        }
+    }
+
+    /// Chunk `k`: bytes `k*len .. (k+1)*len`, or fewer at the end of file. Returns bytes copied.
+    async fn chunk(&self, job: &Job, src: &File, dst: &File, k: u64) -> Result<u64, CopyError> {
+        let len = self.tuning.pool.buffer_len as u64;
+        let end = (k + 1) * len;
+        let mut pos = k * len;
+        let mut got = 0;
+        loop {
+            if self.ctx.cancelled() {
+                return Err(interrupted(job));
+            }
+            let permit = self.permits.acquire().await;
+            // The length is explicit: 0 ("the whole buffer") works only on kernels >= 6.0.
+            let buf = src
+                .read_managed_at((end - pos) as usize, pos)
+                .await
+                .map_err(|e| CopyError::io("read", &job.src, e))?;
+            let Some(buf) = buf else {
+                return Ok(got);
+            };
+            let n = buf.len() as u64;
+            write_all_at(dst, buf, pos)
+                .await
+                .map_err(|e| CopyError::io("write", &job.dst, e))?;
+            // The buffer went back to the ring when the write dropped it; now the permit.
+            drop(permit);
+            self.ctx.progress(n);
+            got += n;
+            pos += n;
+            // A short read that reaches the expected size is the end of file; one that stops
+            // before it (never seen on regular files, but allowed) reads on.
+            if pos >= end || pos >= job.size {
+                return Ok(got);
+            }
+        }
+    }
+
+    /// The in-kernel method, on a blocking thread so the ring keeps serving other files.
+    async fn in_kernel(&self, job: &Job, src: &File, dst: &File) -> Result<u64, CopyError> {
+        // Duplicates, so the blocking thread owns its descriptors whatever happens to this task.
+        let dup = |f: &File, path: &Path| {
+            f.as_fd()
+                .try_clone_to_owned()
+                .map(StdFile::from)
+                .map_err(|e| CopyError::io("duplicate descriptor of", path, e))
+        };
+        let (mut s, mut d) = (dup(src, &job.src)?, dup(dst, &job.dst)?);
+        let res = match self.kernel {
+            Some(queue) => {
+                let done = Handoff::new();
+                let task = kernel::Task {
+                    src: s,
+                    dst: d,
+                    done: done.clone(),
+                };
+                match queue.send(task) {
+                    Ok(()) => done.wait().await,
+                    Err(_) => Err(io::Error::other("the in-kernel copy threads are gone")),
+                }
+            }
+            None => file::copy_data(&mut s, &mut d, &|| self.ctx.cancelled(), &|n| {
+                self.ctx.progress(n)
+            }),
+        };
+        res.map_err(|e| {
+            if e.kind() == io::ErrorKind::Interrupted {
+                interrupted(job)
+            } else {
+                CopyError::io("copy", &job.src, e)
+            }
+        })
+    }
+}
+
+/// Writes all of `buf` at `pos`, then drops it (returning a pool buffer to its ring).
+async fn write_all_at<B: IoBuf>(dst: &File, buf: B, mut pos: u64) -> io::Result<()> {
+    let total = buf.buf_len();
+    let mut done = 0;
+    let mut buf = buf;
+    let mut w = dst;
+    while done < total {
+        let BufResult(res, slice) = w.write_at(buf.slice(done..), pos).await;
+        buf = slice.into_inner();
+        let n = res?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        done += n;
+        pos += n as u64;
+    }
+    Ok(())
+}

@@ -1,0 +1,292 @@
+//! The io_uring backend (Linux): `-j` worker threads, each with its own compio runtime and
+//! buffer ring, each keeping `--max-in-flight` files in flight; in-kernel copies of large files on
+//! blocking threads beside them.
+//!
+//! Layout: `ring` builds a worker's runtime, `exec` joins its lanes and counts its buffers,
+//! `copy` moves one file, `kernel` runs in-kernel copies, `probe` decides whether any of this
+//! can run here. See docs/copy-method.md for the measurements behind the defaults.
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::{Mutex, PoisonError};
+
+use super::{Backend, Ctx};
+use crate::config::{Config, CopyMethod};
+use crate::error::CopyError;
+use crate::plan::Plan;
+
+mod copy;
+mod exec;
+mod kernel;
+mod probe;
+mod ring;
+#[cfg(test)]
+mod tests;
+
+pub use probe::probe;
+pub use ring::PoolShape;
+
+/// Files at least this large go to the in-kernel copy under `--copy-method auto`; smaller ones
+/// through the buffer ring. Measured on this machine: see docs/copy-method.md.
+pub const DEFAULT_THRESHOLD: u64 = 1 << 20;
+/// Bytes per pool buffer.
+pub const DEFAULT_BUFFER_LEN: usize = 128 << 10;
+/// Chunks of one file in flight at once (buffer-ring method).
+pub const DEFAULT_FILE_WINDOW: usize = 4;
+
+/// How a file's bytes move.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// Reads into ring-selected buffers, writes from them, all through io_uring.
+    Ring,
+    /// FICLONE, else copy_file_range, on a blocking thread.
+    Kernel,
+}
+
+/// Everything the engine's shape depends on.
+#[derive(Debug, Clone)]
+pub struct Tuning {
+    /// Ring worker threads (`-j`).
+    pub workers: usize,
+    /// Files in flight per worker (`--max-in-flight`).
+    pub lanes: usize,
+    pub pool: PoolShape,
+    /// Chunks of one file in flight at once.
+    pub file_window: usize,
+    pub method: CopyMethod,
+    /// Auto: files of this size and larger take the in-kernel route.
+    pub threshold: u64,
+}
+
+impl Tuning {
+    /// The defaults for `cfg`, then the measurement knobs (environment variables, see
+    /// docs/copy-method.md): `CARGO_FASTCP_URING_BUFFERS`, `CARGO_FASTCP_URING_BUFFER_LEN`,
+    /// `CARGO_FASTCP_URING_FILE_WINDOW`, `CARGO_FASTCP_URING_THRESHOLD`. Values are clamped to
+    /// what compio and the kernel accept; unparsable ones are ignored.
+    pub fn from_config(cfg: &Config) -> Tuning {
+        let lanes = cfg.max_in_flight.max(1);
+        // Two buffers per file in flight lets one be written while the next is read; past 256
+        // buffers (32 MiB a worker at the default length) more memory buys nothing measurable.
+        let buffers =
+            env_usize("CARGO_FASTCP_URING_BUFFERS").unwrap_or_else(|| (2 * lanes).clamp(16, 256));
+        let buffer_len = env_usize("CARGO_FASTCP_URING_BUFFER_LEN").unwrap_or(DEFAULT_BUFFER_LEN);
+        Tuning {
+            workers: cfg.jobs.get(),
+            lanes,
+            pool: PoolShape::new(buffers, buffer_len),
+            file_window: env_usize("CARGO_FASTCP_URING_FILE_WINDOW")
+                .unwrap_or(DEFAULT_FILE_WINDOW)
+                .clamp(1, 64),
+            method: cfg.copy_method,
+            threshold: env_usize("CARGO_FASTCP_URING_THRESHOLD")
+                .map(|n| n as u64)
+                .unwrap_or(DEFAULT_THRESHOLD),
+        }
+    }
+
+    pub fn route(&self, size: u64) -> Route {
+        match self.method {
+            CopyMethod::BufferRing => Route::Ring,
+            CopyMethod::CopyFileRange => Route::Kernel,
+            CopyMethod::Auto if size >= self.threshold => Route::Kernel,
+            CopyMethod::Auto => Route::Ring,
+        }
+    }
+}
+
+/// A byte count, optionally with a binary `k`/`m`/`g` suffix.
+fn parse_size(s: &str) -> Option<usize> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last()? {
+        (i, 'k' | 'K') => (&s[..i], 1usize << 10),
+        (i, 'm' | 'M') => (&s[..i], 1 << 20),
+        (i, 'g' | 'G') => (&s[..i], 1 << 30),
+        _ => (s, 1),
+    };
+    num.trim().parse::<usize>().ok()?.checked_mul(mult)
+}
+
+fn env_usize(name: &str) -> Option<usize> {
+    parse_size(&std::env::var(name).ok()?)
+}
+
+pub struct IoUring {
+    tuning: Tuning,
+}
+
+impl IoUring {
+    pub fn new(cfg: &Config) -> Self {
+        IoUring {
+            tuning: Tuning::from_config(cfg),
+        }
+    }
+
+    pub fn with_tuning(tuning: Tuning) -> Self {
+        IoUring { tuning }
+    }
+
+    pub fn tuning(&self) -> &Tuning {
+        &self.tuning
+    }
+}
+
+/// Why files were left unreported when no cancel explains it.
+type WorkerError = Mutex<Option<String>>;
+
+impl Backend for IoUring {
+    fn name(&self) -> &str {
+        "io-uring"
+    }
+
+    fn copy_files(&self, plan: &Plan, files: &[usize], ctx: &Ctx<'_>) {
+        if files.is_empty() {
+            return;
+        }
+        let t = &self.tuning;
+        let workers = t.workers.clamp(1, files.len());
+        let kernel_files = files
+            .iter()
+            .filter(|&&i| t.route(plan.jobs[i].size) == Route::Kernel)
+            .count();
+        let next = AtomicUsize::new(0);
+        let reported: Vec<AtomicBool> = files.iter().map(|_| AtomicBool::new(false)).collect();
+        let failure: WorkerError = Mutex::new(None);
+        let (tx, rx) = mpsc::channel::<kernel::Task>();
+        let rx = Mutex::new(rx);
+        let shared = Shared {
+            plan,
+            files,
+            ctx,
+            tuning: t,
+            next: &next,
+            reported: &reported,
+            failure: &failure,
+        };
+        std::thread::scope(|s| {
+            let mut kernel_threads = 0;
+            for n in 0..t.workers.min(kernel_files) {
+                let rx = &rx;
+                let spawned = std::thread::Builder::new()
+                    .name(format!("fastcp-kcopy-{n}"))
+                    .spawn_scoped(s, move || kernel::serve(rx, ctx));
+                kernel_threads += usize::from(spawned.is_ok());
+            }
+            let queue = || (kernel_threads > 0).then(|| tx.clone());
+            let mut handles = Vec::new();
+            for w in 0..workers {
+                let (q, shared) = (queue(), &shared);
+                let spawned = std::thread::Builder::new()
+                    .name(format!("fastcp-uring-{w}"))
+                    .spawn_scoped(s, move || shared.run_worker(q));
+                if let Ok(h) = spawned {
+                    handles.push(h);
+                }
+            }
+            if handles.is_empty() {
+                // Not one thread could start: this thread is the only worker.
+                shared.run_worker(queue());
+            }
+            // The kernel threads stop once every worker's sender is gone.
+            drop(tx);
+            for h in handles {
+                if let Err(p) = h.join() {
+                    shared.note_failure(format!("an io_uring worker panicked: {}", panic_text(&p)));
+                }
+            }
+        });
+        // Files a dead worker had in flight, or that no worker could take: report them, so
+        // none is silently missing. After a cancel, unstarted files stay unreported, as in the
+        // portable engine.
+        if ctx.cancelled() {
+            return;
+        }
+        let why = failure
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner)
+            .unwrap_or_else(|| "the io_uring worker stopped".into());
+        for (k, &i) in files.iter().enumerate() {
+            if !reported[k].load(Ordering::Acquire) {
+                ctx.fail(
+                    i,
+                    CopyError::io(
+                        "copy",
+                        &plan.jobs[i].src,
+                        std::io::Error::other(why.clone()),
+                    ),
+                );
+            }
+        }
+    }
+}
+
+fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic".into()
+    }
+}
+
+/// What all workers of a run share.
+struct Shared<'a, 'c> {
+    plan: &'a Plan,
+    files: &'a [usize],
+    ctx: &'a Ctx<'c>,
+    tuning: &'a Tuning,
+    /// The next position in `files` to take.
+    next: &'a AtomicUsize,
+    /// Per position in `files`: reported done or failed.
+    reported: &'a [AtomicBool],
+    failure: &'a WorkerError,
+}
+
+impl Shared<'_, '_> {
+    fn note_failure(&self, why: String) {
+        let mut f = self.failure.lock().unwrap_or_else(PoisonError::into_inner);
+        f.get_or_insert(why);
+    }
+
+    /// One worker thread: its own runtime and ring, `lanes` files in flight, each lane taking
+    /// the next file from the shared index until none is left.
+    fn run_worker(&self, queue: Option<kernel::Queue>) {
+        let rt = match ring::build(self.tuning.pool) {
+            Ok(rt) => rt,
+            Err(e) => {
+                // The other workers take this one's share; if none could start, the files are
+                // failed with this reason after the join.
+                self.note_failure(format!("cannot set up an io_uring worker: {e}"));
+                return;
+            }
+        };
+        let worker = copy::Worker {
+            plan: self.plan,
+            ctx: self.ctx,
+            tuning: self.tuning,
+            permits: exec::Permits::new(self.tuning.pool.buffers.into()),
+            kernel: queue.as_ref(),
+        };
+        let lanes = self.tuning.lanes.min(self.files.len());
+        let futures = (0..lanes)
+            .map(|_| {
+                let worker = &worker;
+                Box::pin(async move {
+                    loop {
+                        if self.ctx.cancelled() {
+                            break;
+                        }
+                        let k = self.next.fetch_add(1, Ordering::Relaxed);
+                        let Some(&i) = self.files.get(k) else { break };
+                        let res = worker.copy(i).await;
+                        self.reported[k].store(true, Ordering::Release);
+                        match res {
+                            Ok(()) => self.ctx.done(i),
+                            Err(e) => self.ctx.fail(i, e),
+                        }
+                    }
+                }) as std::pin::Pin<Box<dyn std::future::Future<Output = ()> + '_>>
+            })
+            .collect();
+        rt.block_on(exec::JoinAll::new(futures));
+    }
+}

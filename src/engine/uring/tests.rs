@@ -1,0 +1,406 @@
+//! Tests of the io-uring backend through `engine::execute` on real files: bytes, mode and mtime
+//! of every copy method, a buffer ring far smaller than the files in flight, size changes, and
+//! failures that must not stop the others.
+use std::fs::{self, File, FileTimes};
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::*;
+use crate::engine::{execute, Event, EventSink};
+use crate::plan::{Job, Kind, Op, Plan};
+
+#[derive(Default)]
+struct Sink {
+    done: Mutex<Vec<usize>>,
+    failed: Mutex<Vec<(usize, CopyError)>>,
+    progress: AtomicU64,
+}
+
+impl EventSink for Sink {
+    fn event(&self, event: Event) {
+        match event {
+            Event::Done { index } => self.done.lock().expect("lock").push(index),
+            Event::Failed { index, error } => {
+                self.failed.lock().expect("lock").push((index, error))
+            }
+            Event::Progress { bytes } => {
+                self.progress.fetch_add(bytes, Ordering::Relaxed);
+            }
+            Event::Started { .. } => {}
+        }
+    }
+}
+
+/// Tests need a kernel that allows io_uring. Where the probe fails they are skipped with a note,
+/// unless CARGO_FASTCP_REQUIRE_URING is set (then they fail).
+fn uring_or_skip() -> bool {
+    match probe() {
+        Ok(()) => true,
+        Err(why) if std::env::var_os("CARGO_FASTCP_REQUIRE_URING").is_some() => {
+            panic!("io_uring required but unavailable: {why}")
+        }
+        Err(why) => {
+            eprintln!("skipping: io_uring unavailable here ({why})");
+            false
+        }
+    }
+}
+
+fn tuning(method: CopyMethod, buffers: usize, buffer_len: usize, lanes: usize) -> Tuning {
+    Tuning {
+        workers: 2,
+        lanes,
+        pool: PoolShape::new(buffers, buffer_len),
+        file_window: 4,
+        method,
+        threshold: 256 << 10,
+    }
+}
+
+/// Deterministic, non-repeating bytes, so a misplaced chunk shows.
+fn content(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+const MODES: [u32; 4] = [0o644, 0o755, 0o600, 0o444];
+
+/// Writes `sizes` as files under `src`, each with its own mode and an mtime with nanoseconds.
+fn make_sources(src: &Path, sizes: &[usize]) -> Vec<PathBuf> {
+    fs::create_dir_all(src).expect("mkdir");
+    sizes
+        .iter()
+        .enumerate()
+        .map(|(n, &len)| {
+            let p = src.join(format!("f{n:05}-{len}"));
+            let mut f = File::create(&p).expect("create");
+            f.write_all(&content(n as u64 + 1, len)).expect("write");
+            let mtime = UNIX_EPOCH + Duration::new(1_700_000_000 + n as u64, 123_456_789);
+            f.set_times(FileTimes::new().set_modified(mtime))
+                .expect("mtime");
+            drop(f);
+            fs::set_permissions(&p, fs::Permissions::from_mode(MODES[n % MODES.len()]))
+                .expect("chmod");
+            p
+        })
+        .collect()
+}
+
+fn plan_for(sources: &[PathBuf], out: &Path) -> Plan {
+    let jobs = sources
+        .iter()
+        .map(|s| {
+            let md = fs::symlink_metadata(s).expect("stat");
+            let dst = out.join(s.file_name().expect("name"));
+            Job::from_metadata(s.clone(), dst, Kind::File, None, &md, Op::Copy)
+        })
+        .collect();
+    Plan::build(out.to_path_buf(), jobs).expect("plan")
+}
+
+fn run(plan: &Plan, tuning: Tuning) -> (crate::engine::Summary, Sink) {
+    let sink = Sink::default();
+    let cancel = AtomicBool::new(false);
+    let backend = IoUring::with_tuning(tuning);
+    let summary = execute(plan, &backend, false, &sink, &cancel);
+    (summary, sink)
+}
+
+fn temps_in(dir: &Path) -> Vec<String> {
+    fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(".fastcp-"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn assert_faithful(plan: &Plan) {
+    for job in &plan.jobs {
+        let (a, b) = (
+            fs::read(&job.src).expect("src"),
+            fs::read(&job.dst).expect("dst"),
+        );
+        assert!(a == b, "bytes differ: {}", job.dst.display());
+        let (ma, mb) = (
+            fs::metadata(&job.src).expect("md"),
+            fs::metadata(&job.dst).expect("md"),
+        );
+        assert_eq!(
+            ma.permissions().mode() & 0o7777,
+            mb.permissions().mode() & 0o7777,
+            "mode of {}",
+            job.dst.display()
+        );
+        assert_eq!(
+            ma.modified().expect("mtime"),
+            mb.modified().expect("mtime"),
+            "mtime of {}",
+            job.dst.display()
+        );
+    }
+    assert!(temps_in(&plan.out_dir).is_empty(), "temp files left");
+}
+
+/// Sizes around the pool buffer length `len`, a few MiB, and zero.
+fn edge_sizes(len: usize) -> Vec<usize> {
+    vec![
+        0,
+        1,
+        len - 1,
+        len,
+        len + 1,
+        2 * len,
+        7 * len + 3,
+        40 * len,
+        (3 << 20) + 17,
+        5 << 20,
+        4096,
+        100,
+    ]
+}
+
+fn copy_all_sizes(method: CopyMethod) {
+    if !uring_or_skip() {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    let len = 64 << 10;
+    let sources = make_sources(&tmp.path().join("src"), &edge_sizes(len));
+    let plan = plan_for(&sources, &tmp.path().join("out"));
+    let (summary, sink) = run(&plan, tuning(method, 16, len, 8));
+    let failed = sink.failed.lock().expect("lock");
+    assert!(failed.is_empty(), "{failed:?}");
+    assert_eq!(summary.files, sources.len());
+    assert_eq!(summary.engine, "io-uring");
+    assert_eq!(sink.progress.load(Ordering::Relaxed), plan.total_bytes());
+    assert_faithful(&plan);
+}
+
+#[test]
+fn buffer_ring_copies_every_size() {
+    copy_all_sizes(CopyMethod::BufferRing);
+}
+
+#[test]
+fn copy_file_range_copies_every_size() {
+    copy_all_sizes(CopyMethod::CopyFileRange);
+}
+
+#[test]
+fn auto_copies_every_size() {
+    copy_all_sizes(CopyMethod::Auto);
+}
+
+/// Far more files in flight (2 workers x 64 lanes) than buffers (4 per ring): reads must wait
+/// for permits, never fail with an empty ring.
+#[test]
+fn many_small_files_through_a_tiny_pool() {
+    if !uring_or_skip() {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    let sizes: Vec<usize> = (0..3000).map(|n| (n * 37) % 20000).collect();
+    let sources = make_sources(&tmp.path().join("src"), &sizes);
+    for method in [
+        CopyMethod::BufferRing,
+        CopyMethod::Auto,
+        CopyMethod::CopyFileRange,
+    ] {
+        let out = tmp.path().join(format!("out-{method:?}"));
+        let plan = plan_for(&sources, &out);
+        let (summary, sink) = run(&plan, tuning(method, 4, 4096, 64));
+        let failed = sink.failed.lock().expect("lock");
+        assert!(
+            failed.is_empty(),
+            "{method:?}: {:?}",
+            &failed[..failed.len().min(3)]
+        );
+        assert_eq!(summary.files, sizes.len());
+        assert_faithful(&plan);
+    }
+}
+
+/// The defaults `IoUring::new` derives from a Config, on a mixed tree.
+#[test]
+fn defaults_from_config() {
+    if !uring_or_skip() {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut sizes = edge_sizes(DEFAULT_BUFFER_LEN);
+    sizes.extend((0..200).map(|n| n * 97));
+    let sources = make_sources(&tmp.path().join("src"), &sizes);
+    let plan = plan_for(&sources, &tmp.path().join("out"));
+    let cfg = Config::new();
+    let backend = IoUring::new(&cfg);
+    let sink = Sink::default();
+    let summary = execute(&plan, &backend, true, &sink, &AtomicBool::new(false));
+    assert!(sink.failed.lock().expect("lock").is_empty());
+    assert_eq!(summary.files, sizes.len());
+    assert_faithful(&plan);
+}
+
+/// A source that grew or shrank since it was planned is `Changed`, under every route, and
+/// leaves neither a temporary file nor a file under the final name; the others are copied.
+#[test]
+fn size_change_is_reported_and_leaves_no_temp() {
+    if !uring_or_skip() {
+        return;
+    }
+    for method in [
+        CopyMethod::BufferRing,
+        CopyMethod::CopyFileRange,
+        CopyMethod::Auto,
+    ] {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let len = 16 << 10;
+        // grow a small one, shrink a large one, grow one of exactly one buffer, shrink to 0
+        let sizes = [100, 600 << 10, len, 5000, 3000];
+        let sources = make_sources(&tmp.path().join("src"), &sizes);
+        let plan = plan_for(&sources, &tmp.path().join("out"));
+        let changed = [
+            (0usize, 150u64),
+            (1, (300 << 10) + 5),
+            (2, len as u64 + 1),
+            (3, 0),
+        ];
+        for &(n, new_len) in &changed {
+            let f = fs::OpenOptions::new()
+                .write(true)
+                .open(&sources[n])
+                .expect("open");
+            f.set_len(new_len).expect("resize");
+        }
+        let (summary, sink) = run(&plan, tuning(method, 8, len, 4));
+        let failed = sink.failed.lock().expect("lock");
+        assert_eq!(failed.len(), changed.len(), "{method:?}: {failed:?}");
+        for (index, err) in failed.iter() {
+            let (_, new_len) = changed
+                .iter()
+                .find(|(n, _)| n == index)
+                .expect("an unchanged file failed");
+            match err {
+                CopyError::Changed {
+                    expected, actual, ..
+                } => {
+                    assert_eq!(*expected, sizes[*index] as u64);
+                    // A grown file is read at least past its planned size, a shrunk one to
+                    // its new end.
+                    if *new_len > *expected {
+                        assert!(actual > expected, "{method:?}: {err}");
+                    } else {
+                        assert_eq!(actual, new_len, "{method:?}: {err}");
+                    }
+                }
+                other => panic!("{method:?}: expected Changed, got {other}"),
+            }
+            assert!(!plan.jobs[*index].dst.exists(), "{method:?}: placed anyway");
+        }
+        assert_eq!(summary.files, 1);
+        assert_eq!(fs::read(&plan.jobs[4].dst).expect("dst"), content(5, 3000));
+        assert!(temps_in(&plan.out_dir).is_empty(), "{method:?}: temp left");
+    }
+}
+
+/// A source that vanished and one that is a directory fail alone; the rest is copied.
+#[test]
+fn errors_do_not_stop_the_others() {
+    if !uring_or_skip() {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    let sources = make_sources(&tmp.path().join("src"), &[10, 20, 300 << 10, 40]);
+    let mut plan = plan_for(&sources, &tmp.path().join("out"));
+    fs::remove_file(&sources[0]).expect("rm");
+    // A directory where a regular file was planned: open works, the read fails (EISDIR).
+    fs::remove_file(&sources[2]).expect("rm");
+    fs::create_dir(&sources[2]).expect("mkdir");
+    plan.jobs[2].size = 300 << 10;
+    for method in [CopyMethod::BufferRing, CopyMethod::CopyFileRange] {
+        let (summary, sink) = run(&plan, tuning(method, 8, 4096, 4));
+        let mut failed: Vec<usize> = sink
+            .failed
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|(i, _)| *i)
+            .collect();
+        failed.sort_unstable();
+        assert_eq!(failed, vec![0, 2], "{method:?}");
+        assert_eq!(summary.files, 2);
+        assert!(temps_in(&plan.out_dir).is_empty());
+        for &i in &[1, 3] {
+            assert_eq!(
+                fs::read(&plan.jobs[i].dst).expect("dst"),
+                fs::read(&plan.jobs[i].src).expect("src")
+            );
+        }
+    }
+}
+
+/// A run cancelled before it starts copies nothing and leaves nothing behind.
+#[test]
+fn cancelled_run_leaves_nothing() {
+    if !uring_or_skip() {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    let sources = make_sources(&tmp.path().join("src"), &[10, 1 << 20, 5]);
+    let plan = plan_for(&sources, &tmp.path().join("out"));
+    let sink = Sink::default();
+    let cancel = AtomicBool::new(true);
+    let backend = IoUring::with_tuning(tuning(CopyMethod::Auto, 8, 4096, 4));
+    let summary = execute(&plan, &backend, false, &sink, &cancel);
+    assert!(summary.interrupted);
+    assert_eq!(summary.files, 0);
+    assert!(plan.jobs.iter().all(|j| !j.dst.exists()));
+    assert!(temps_in(&plan.out_dir).is_empty());
+}
+
+#[test]
+fn routes_follow_method_and_threshold() {
+    let mut t = tuning(CopyMethod::Auto, 8, 4096, 4);
+    assert_eq!(t.route(t.threshold - 1), Route::Ring);
+    assert_eq!(t.route(t.threshold), Route::Kernel);
+    t.method = CopyMethod::BufferRing;
+    assert_eq!(t.route(u64::MAX), Route::Ring);
+    t.method = CopyMethod::CopyFileRange;
+    assert_eq!(t.route(0), Route::Kernel);
+}
+
+#[test]
+fn sizes_parse_with_suffixes() {
+    assert_eq!(parse_size("4096"), Some(4096));
+    assert_eq!(parse_size("128k"), Some(128 << 10));
+    assert_eq!(parse_size(" 2M "), Some(2 << 20));
+    assert_eq!(parse_size("1g"), Some(1 << 30));
+    assert_eq!(parse_size("x"), None);
+    assert_eq!(parse_size(""), None);
+}
+
+#[test]
+fn probe_reports_io_uring_here() {
+    // On this kernel io_uring is allowed; where it is not the reason must say which step.
+    match probe() {
+        Ok(()) => {}
+        Err(why) => assert!(
+            why.contains("io_uring") || why.contains("compio"),
+            "unhelpful reason: {why}"
+        ),
+    }
+    let _ = SystemTime::now();
+}
