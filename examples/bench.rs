@@ -1125,14 +1125,15 @@ usage: cargo run --release --example bench -- [OPTIONS]
             }
             Ok::<(), String>(())
         })();
-        eprintln!("deleting {} copies ...", copies.made.len());
-        copies.purge();
-        remove_tree(&copies.dir);
-        result?;
+        // The report goes out before the copies are deleted: deleting 100+ copies of the
+        // corpora takes minutes on this ext4, and an interrupted clean-up must not lose it.
         println!("{report}");
         if let Some(md) = &args.markdown {
             fs::write(md, &report).map_err(|e| format!("{}: {e}", md.display()))?;
         }
-        Ok(())
+        eprintln!("deleting {} copies ...", copies.made.len());
+        copies.purge();
+        remove_tree(&copies.dir);
+        result
     }
 }
