@@ -9,6 +9,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use compio::io::AsyncReadManagedAt;
 
+use super::panic_text;
 use super::ring::{self, PoolShape};
 
 /// Succeeds when a ring is set up, a real operation is submitted and completed through
@@ -28,16 +29,6 @@ pub fn probe() -> Result<(), String> {
             "compio's io_uring driver panicked: {}",
             panic_text(&panic)
         )),
-    }
-}
-
-fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
-    if let Some(s) = p.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = p.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "unknown panic".into()
     }
 }
 
