@@ -716,6 +716,11 @@ fn io_uring_unavailable() -> Option<&'static str> {
 
 /// Copies the corpus with `args` into a fresh out-dir and checks everything.
 fn check_variant(name: &str, args: &[&str], engine: &str) {
+    check_variant_env(name, args, engine, &[]);
+}
+
+/// `check_variant` with extra environment variables for the binary.
+fn check_variant_env(name: &str, args: &[&str], engine: &str, env: &[(&str, &str)]) {
     let c = corpus();
     if engine == "io-uring" {
         if let Some(why) = io_uring_unavailable() {
@@ -735,6 +740,7 @@ fn check_variant(name: &str, args: &[&str], engine: &str) {
         .args(args)
         .args(["--message-format", "json"])
         .env_remove("CARGO_TARGET_DIR")
+        .envs(env.iter().copied())
         .output()
         .expect("run the binary");
     let took = t0.elapsed();
@@ -830,6 +836,28 @@ fn io_uring_auto_method() {
         "io-uring-auto",
         &["--engine", "io-uring", "--copy-method", "auto"],
         "io-uring",
+    );
+}
+
+/// Where `O_TMPFILE` is missing, files are staged under named temporaries and renamed into
+/// place: that path, forced, on both engines.
+#[test]
+fn named_temporaries_portable() {
+    check_variant_env(
+        "portable-named-temps",
+        &["--engine", "portable"],
+        "portable",
+        &[("CARGO_FASTCP_NAMED_TEMPS", "1")],
+    );
+}
+
+#[test]
+fn named_temporaries_io_uring() {
+    check_variant_env(
+        "io-uring-named-temps",
+        &["--engine", "io-uring", "--copy-method", "auto"],
+        "io-uring",
+        &[("CARGO_FASTCP_NAMED_TEMPS", "1")],
     );
 }
 

@@ -3,7 +3,7 @@
 //! Every backend moves only regular-file bytes (`Op::Copy`) and shares the rest: directories are
 //! made first (inside the out-dir, replacing symlinks, never following them), symlinks and hard
 //! links after the data, directory modes and mtimes last, deepest first.
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
@@ -264,6 +264,9 @@ fn make_dirs(plan: &Plan) -> HashMap<PathBuf, (PathBuf, std::io::Error)> {
             return failed;
         }
     }
+    // Made or checked in this run. Parents come before their children in `parents`' order, so
+    // most directories need one `mkdir` and no walk over their ancestors.
+    let mut made: HashSet<PathBuf> = HashSet::new();
     for dir in parents(plan) {
         if let Some(anc) = dir.ancestors().skip(1).find(|a| failed.contains_key(*a)) {
             let (path, e) = &failed[anc];
@@ -271,8 +274,21 @@ fn make_dirs(plan: &Plan) -> HashMap<PathBuf, (PathBuf, std::io::Error)> {
             failed.insert(dir, v);
             continue;
         }
-        if let Err(e) = file::ensure_dir(&plan.out_dir, &dir) {
-            failed.insert(dir.clone(), (dir, e));
+        let parent_ok = dir
+            .parent()
+            .is_some_and(|p| p == plan.out_dir || made.contains(p));
+        let res = if parent_ok {
+            file::make_dir_in_checked_parent(&dir)
+        } else {
+            file::ensure_dir(&plan.out_dir, &dir)
+        };
+        match res {
+            Ok(()) => {
+                made.insert(dir);
+            }
+            Err(e) => {
+                failed.insert(dir.clone(), (dir, e));
+            }
         }
     }
     failed

@@ -63,17 +63,39 @@ impl Worker<'_, '_> {
             .open(&job.src)
             .await
             .map_err(|e| CopyError::io("open", &job.src, e))?;
-        let tmp = file::temp_path(&job.dst);
-        // O_CREAT|O_EXCL: never opens an existing file or follows a planted symlink; 0600 keeps
-        // it private until its mode is set.
-        let dst = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .await
-            .map_err(|e| CopyError::io("create", &tmp, e))?;
-        let guard = file::TempGuard::new(tmp);
+        let how = file::Create::for_job(job);
+        let mut staged = None;
+        if let Some(flags) = how.anonymous {
+            let dir = file::dst_dir(&job.dst);
+            match OpenOptions::new()
+                .write(true)
+                .custom_flags(flags)
+                .mode(how.mode)
+                .open(dir)
+                .await
+            {
+                Ok(f) => staged = Some((f, None, how.mode)),
+                Err(e) if file::Create::tmpfile_unsupported(&e) => {}
+                Err(e) => return Err(CopyError::io("create a file in", dir, e)),
+            }
+        }
+        let (dst, guard, created) = match staged {
+            Some(s) => s,
+            None => {
+                let tmp = file::temp_path(&job.dst);
+                // O_CREAT|O_EXCL: never opens an existing file or follows a planted symlink;
+                // 0600 keeps it private until its mode is set.
+                let f = OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&tmp)
+                    .await
+                    .map_err(|e| CopyError::io("create", &tmp, e))?;
+                (f, Some(file::TempGuard::new(tmp)), 0o600)
+            }
+        };
+        let label = guard.as_ref().map_or(job.dst.as_path(), |g| g.path());
         let copied = match self.route(job.size) {
             Route::Ring => self.pump(job, &src, &dst).await?,
             Route::Kernel => self.in_kernel(job, &src, &dst).await?,
@@ -85,13 +107,24 @@ impl Worker<'_, '_> {
                 actual: copied,
             });
         }
-        with_std(&dst, |f| file::apply_meta(f, job))
-            .map_err(|e| CopyError::io("set metadata of", guard.path(), e))?;
+        with_std(&dst, |f| file::apply_meta(f, job, created))
+            .map_err(|e| CopyError::io("set metadata of", label, e))?;
         if self.ctx.fsync {
             dst.sync_all()
                 .await
-                .map_err(|e| CopyError::io("fsync", guard.path(), e))?;
+                .map_err(|e| CopyError::io("fsync", label, e))?;
         }
+        let Some(guard) = guard else {
+            // An unnamed file is linked into place while open (a blocking `linkat` here: compio's
+            // link op has no AT_EMPTY_PATH), then closed. The data is in the page cache by now,
+            // so a close error, which only remote filesystems report, comes after placement.
+            with_std(&dst, |f| file::link_into_place(f, &job.dst))?;
+            dst.close()
+                .await
+                .map_err(|e| CopyError::io("close", &job.dst, e))?;
+            let _ = src.close().await;
+            return Ok(());
+        };
         // Close through the ring too; a close error (NFS reports write-back failures there)
         // is the file's error.
         dst.close()
