@@ -87,6 +87,9 @@ pub enum CopyError {
     LinkSourceFailed { path: PathBuf },
     #[error("{} not copied: interrupted", .path.display())]
     Interrupted { path: PathBuf },
+    /// A directory or link a streamed walk could not read: what is below it is not copied.
+    #[error("{0}; what is below it was not copied")]
+    Unwalked(PlanError),
 }
 
 impl CopyError {

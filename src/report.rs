@@ -60,6 +60,8 @@ struct Human<'p> {
     verbose: u8,
     bar: Option<ProgressBar>,
     files: AtomicU64,
+    /// Files to copy, as far as the plan is known (a streamed walk adds to it).
+    planned: AtomicU64,
 }
 
 impl<'p> Human<'p> {
@@ -81,6 +83,7 @@ impl<'p> Human<'p> {
             verbose,
             bar,
             files: AtomicU64::new(0),
+            planned: AtomicU64::new(0),
         }
     }
 
@@ -96,9 +99,16 @@ impl EventSink for Human<'_> {
     fn event(&self, event: Event) {
         match event {
             Event::Started { files, bytes } => {
+                self.planned.store(files as u64, Ordering::Relaxed);
                 if let Some(bar) = &self.bar {
                     bar.set_length(bytes);
                     bar.set_message(format!("0/{files} files"));
+                }
+            }
+            Event::Planned { files, bytes } => {
+                self.planned.fetch_add(files as u64, Ordering::Relaxed);
+                if let Some(bar) = &self.bar {
+                    bar.inc_length(bytes);
                 }
             }
             Event::Progress { bytes } => {
@@ -109,7 +119,8 @@ impl EventSink for Human<'_> {
             Event::Done { index } => {
                 let n = self.files.fetch_add(1, Ordering::Relaxed) + 1;
                 if let Some(bar) = &self.bar {
-                    bar.set_message(format!("{n}/{} files", self.plan.file_count()));
+                    let total = self.planned.load(Ordering::Relaxed);
+                    bar.set_message(format!("{n}/{total} files"));
                 }
                 if self.verbose > 1 {
                     let job = &self.plan.jobs[index];
@@ -292,7 +303,7 @@ impl EventSink for Json<'_> {
                     dst_bytes: job.and_then(|j| raw_bytes(&j.dst)),
                 });
             }
-            Event::Started { .. } | Event::Progress { .. } => {}
+            Event::Started { .. } | Event::Planned { .. } | Event::Progress { .. } => {}
         }
     }
 }

@@ -7,7 +7,8 @@ use cargo_metadata::{CrateType, Metadata, MetadataCommand, Package, TargetKind};
 use crate::config::{Config, CrateKind};
 use crate::error::PlanError;
 use crate::plan::{Job, Kind, Op, Plan};
-use crate::walk::PatternWalk;
+use crate::walk::{JobSink, PatternWalk};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Turns a validated config into a conflict-free plan. Reads the filesystem; writes nothing.
 pub fn select(cfg: &Config) -> Result<Plan, PlanError> {
@@ -59,6 +60,145 @@ pub fn select(cfg: &Config) -> Result<Plan, PlanError> {
     let plan = Plan::build(out_dir, jobs)?;
     check_same_files(&plan)?;
     Ok(plan)
+}
+
+/// A plan that a directory walk fills while the engine already copies: see [`streamed`].
+pub struct Streamed<'c> {
+    pub plan: Plan,
+    cfg: &'c Config,
+    base: PathBuf,
+}
+
+/// The walk publishes its first `FIRST_CHUNK` jobs, then chunks twice as large each time: the
+/// first copies start after a few hundred entries, and a tree of millions needs a few dozen
+/// chunks.
+struct Publisher<'a> {
+    jobs: &'a crate::plan::Jobs,
+    buf: Vec<Job>,
+    chunk: usize,
+    pushed: usize,
+    links: crate::plan::HardlinkGroups,
+    errors: Vec<PlanError>,
+    cancel: &'a AtomicBool,
+}
+
+impl Publisher<'_> {
+    fn flush(&mut self) {
+        self.jobs.publish(std::mem::take(&mut self.buf));
+    }
+}
+
+impl JobSink for Publisher<'_> {
+    fn push(&mut self, mut job: Job) {
+        self.links.link(self.pushed, &mut job);
+        self.pushed += 1;
+        self.buf.push(job);
+        if self.buf.len() >= self.chunk {
+            self.flush();
+            self.chunk *= 2;
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.pushed
+    }
+
+    fn unreadable(&mut self, error: PlanError) -> Result<(), PlanError> {
+        self.errors.push(error);
+        Ok(())
+    }
+
+    fn stopped(&self) -> bool {
+        self.cancel.load(Ordering::Relaxed)
+    }
+}
+
+/// Closes the plan when the walk ends, however it ends, so the engine never waits forever.
+struct CloseOnDrop<'a>(&'a crate::plan::Jobs);
+
+impl Drop for CloseOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
+/// Whether this run can copy while it walks, and if so its (still empty) plan.
+///
+/// Streaming needs a plan that cannot conflict and a destination the copy cannot disturb:
+/// `--from` with one pattern and no artifacts (one tree: every destination is distinct), no
+/// `-L` (no loops to find), not `--dry-run`, and an out-dir that does not exist yet or is empty
+/// (nothing in it can be a source's own file) and lies outside the tree (the walk never meets
+/// what the copy makes). Every other run plans completely first.
+pub fn streamed(cfg: &Config) -> Result<Option<Streamed<'_>>, PlanError> {
+    let (Some(base), Some(out_dir), [_]) = (&cfg.from, &cfg.out_dir, cfg.patterns.as_slice())
+    else {
+        return Ok(None);
+    };
+    if cfg.dry_run || cfg.dereference || cfg.selects_artifacts() {
+        return Ok(None);
+    }
+    check_out_dir(out_dir)?;
+    let fresh = match std::fs::read_dir(out_dir) {
+        Ok(mut entries) => entries.next().is_none(),
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    };
+    let (Ok(base_real), Some(out_real)) = (std::fs::canonicalize(base), resolved(out_dir)) else {
+        return Ok(None);
+    };
+    if !fresh || out_real.starts_with(&base_real) {
+        return Ok(None);
+    }
+    Ok(Some(Streamed {
+        plan: Plan::open(out_dir.clone()),
+        cfg,
+        base: base.clone(),
+    }))
+}
+
+/// `path` made absolute with symlinks resolved, where it does not exist (yet) as well: its
+/// deepest existing ancestor, canonicalized, then the rest.
+fn resolved(path: &Path) -> Option<PathBuf> {
+    let abs = std::path::absolute(path).ok()?;
+    let mut rest = Vec::new();
+    let mut cur = abs.as_path();
+    loop {
+        if let Ok(real) = std::fs::canonicalize(cur) {
+            let mut out = real;
+            out.extend(rest.iter().rev());
+            return Some(out);
+        }
+        rest.push(cur.file_name()?.to_os_string());
+        cur = cur.parent()?;
+    }
+}
+
+impl Streamed<'_> {
+    /// Walks the tree, publishing jobs into `self.plan` as it goes, and closes the plan. `Err`:
+    /// the walk could not start or matched nothing (then nothing was published). `Ok`: the
+    /// directories and links it could not read, skipped and left for the caller to report.
+    pub fn walk(&self, cancel: &AtomicBool) -> Result<Vec<PlanError>, PlanError> {
+        let jobs = &self.plan.jobs;
+        let _close = CloseOnDrop(jobs);
+        let walk = PatternWalk {
+            base: &self.base,
+            out_dir: &self.plan.out_dir,
+            excludes: &self.cfg.exclude_globs,
+            follow: false,
+            prune: vec![self.plan.out_dir.clone()],
+        };
+        let mut publisher = Publisher {
+            jobs,
+            buf: Vec::with_capacity(crate::plan::FIRST_CHUNK),
+            chunk: crate::plan::FIRST_CHUNK,
+            pushed: 0,
+            links: Default::default(),
+            errors: Vec::new(),
+            cancel,
+        };
+        let res = walk.walk(&self.cfg.patterns, &mut publisher);
+        publisher.flush();
+        res.map(|()| publisher.errors)
+    }
 }
 
 #[cfg(unix)]

@@ -22,6 +22,35 @@ fn dir_id(_md: &Metadata) -> Option<DirId> {
     None
 }
 
+/// Where the walk puts what it finds.
+pub(crate) trait JobSink {
+    fn push(&mut self, job: Job);
+    /// Jobs pushed so far.
+    fn count(&self) -> usize;
+    /// A directory or link that cannot be read. `Err` stops the walk (a complete plan: nothing
+    /// has been written, so the whole run fails); `Ok` skips it and walks on (a streamed plan,
+    /// where copies are already under way: the error is reported with the copy's failures).
+    fn unreadable(&mut self, error: PlanError) -> Result<(), PlanError>;
+    /// Stop walking (the run was interrupted).
+    fn stopped(&self) -> bool {
+        false
+    }
+}
+
+impl JobSink for Vec<Job> {
+    fn push(&mut self, job: Job) {
+        Vec::push(self, job);
+    }
+
+    fn count(&self) -> usize {
+        self.len()
+    }
+
+    fn unreadable(&mut self, error: PlanError) -> Result<(), PlanError> {
+        Err(error)
+    }
+}
+
 /// Settings shared by every pattern of one run.
 pub(crate) struct PatternWalk<'a> {
     pub base: &'a Path,
@@ -96,6 +125,13 @@ fn literal_prefix(pattern: &str) -> (PathBuf, bool) {
 impl PatternWalk<'_> {
     /// Expands every pattern into jobs; a pattern that matches nothing is an error.
     pub fn collect(&self, patterns: &[String]) -> Result<Vec<Job>, PlanError> {
+        let mut jobs = Vec::new();
+        self.walk(patterns, &mut jobs)?;
+        Ok(jobs)
+    }
+
+    /// Expands every pattern into `sink`, in order; a pattern that matches nothing is an error.
+    pub fn walk(&self, patterns: &[String], sink: &mut dyn JobSink) -> Result<(), PlanError> {
         let mut ex = GlobSetBuilder::new();
         for e in self.excludes {
             ex.add(build_glob(e.trim_end_matches('/'))?);
@@ -112,10 +148,9 @@ impl PatternWalk<'_> {
             }
         }
         let out_real = fs::canonicalize(self.out_dir).ok();
-        let mut jobs = Vec::new();
         for pattern in patterns {
             check_pattern(pattern)?;
-            let before = jobs.len();
+            let before = sink.count();
             let (prefix, literal) = literal_prefix(pattern);
             let start = self.base.join(&prefix);
             // The walk prunes the out-dir when it meets it; a pattern that starts inside it
@@ -133,7 +168,7 @@ impl PatternWalk<'_> {
                 excludes: &excludes,
                 prune_ids: &prune_ids,
                 base_real: &base_real,
-                jobs: &mut jobs,
+                jobs: &mut *sink,
             };
             w.check_inside(&start)?;
             if literal {
@@ -165,14 +200,14 @@ impl PatternWalk<'_> {
                     }
                 }
             }
-            if jobs.len() == before {
+            if sink.count() == before && !sink.stopped() {
                 return Err(PlanError::NoMatch {
                     pattern: pattern.clone(),
                     base: self.base.to_path_buf(),
                 });
             }
         }
-        Ok(jobs)
+        Ok(())
     }
 }
 
@@ -181,7 +216,7 @@ struct Walker<'a, 'w> {
     excludes: &'a GlobSet,
     prune_ids: &'a HashSet<DirId>,
     base_real: &'a Path,
-    jobs: &'a mut Vec<Job>,
+    jobs: &'a mut dyn JobSink,
 }
 
 impl Walker<'_, '_> {
@@ -223,7 +258,14 @@ impl Walker<'_, '_> {
         set: &GlobSet,
         stack: &mut Vec<DirId>,
     ) -> Result<(), PlanError> {
-        for (path, name, md) in read_sorted(dir, self.walk.follow)? {
+        let entries = match read_sorted(dir, self.walk.follow) {
+            Ok(entries) => entries,
+            Err(e) => return self.jobs.unreadable(e),
+        };
+        for (path, name, md) in entries {
+            if self.jobs.stopped() {
+                return Ok(());
+            }
             let rel = rel.join(&name);
             if self.excludes.is_match(&rel) {
                 continue;
@@ -263,7 +305,10 @@ impl Walker<'_, '_> {
         let dst = self.walk.out_dir.join(rel);
         let ft = md.file_type();
         if ft.is_symlink() {
-            let target = fs::read_link(path).map_err(|e| PlanError::io(path, e))?;
+            let target = match fs::read_link(path) {
+                Ok(t) => t,
+                Err(e) => return self.jobs.unreadable(PlanError::io(path, e)),
+            };
             self.jobs.push(Job::from_metadata(
                 path.to_path_buf(),
                 dst,
@@ -285,7 +330,17 @@ impl Walker<'_, '_> {
                 Op::Dir,
             ));
             self.enter(path, &md, stack)?;
-            for (child, name, md) in read_sorted(path, self.walk.follow)? {
+            let entries = match read_sorted(path, self.walk.follow) {
+                Ok(entries) => entries,
+                Err(e) => {
+                    stack.pop();
+                    return self.jobs.unreadable(e);
+                }
+            };
+            for (child, name, md) in entries {
+                if self.jobs.stopped() {
+                    break;
+                }
                 let rel = rel.join(&name);
                 if self.excludes.is_match(&rel) {
                     continue;

@@ -640,6 +640,94 @@ fn case02_unreadable_source_is_reported_others_copied_exit_1() {
     }
 }
 
+/// An unreadable source directory. Into a new out-dir the copy streams (it runs while the walk
+/// does), so by the time the walk meets the directory other files may be in place: it is
+/// reported like an unreadable file, the rest is copied, exit 1. Into an out-dir that already
+/// holds files the plan is complete before any write: planning fails, exit 2, nothing written.
+#[test]
+fn case02_unreadable_source_directory_streamed_is_reported_others_copied() {
+    const NAME: &str = "case02_unreadable_source_directory_streamed_is_reported_others_copied";
+    let t = tmp();
+    let root = t.path();
+    fs::set_permissions(root, fs::Permissions::from_mode(0o777)).unwrap();
+    let src = root.join("src");
+    put(&src.join("a.txt"), b"alpha");
+    put(&src.join("locked/inside.txt"), b"hidden");
+    put(&src.join("z/d.txt"), b"delta");
+    let locked = src.join("locked");
+    fs::set_permissions(&locked, fs::Permissions::from_mode(0o000)).unwrap();
+
+    let drop_privs = is_root();
+    let mut bin = PathBuf::from(BIN);
+    if drop_privs {
+        if nobody_sh(r#"test -x "$1""#, &[&bin]) != Ok(true) {
+            bin = root.join("bin/cargo-fastcp");
+            fs::create_dir_all(bin.parent().unwrap()).unwrap();
+            fs::copy(BIN, &bin).unwrap();
+        }
+        match nobody_sh(
+            r#"test -r "$1" && ! test -r "$2" && test -w "$3" && test -x "$4""#,
+            &[&src.join("a.txt"), &locked, root, &bin],
+        ) {
+            Ok(true) => {}
+            Ok(false) => return skip(NAME, &format!("as uid {NOBODY} the setup is not as needed")),
+            Err(e) => return skip(NAME, &e),
+        }
+    } else if fs::read_dir(&locked).is_ok() {
+        return skip(NAME, "a mode-000 directory is still readable to this user");
+    }
+    let command = |out: &Path, engine: &'static str| {
+        let mut c = if bin != Path::new(BIN) {
+            let mut c = Command::new(&bin);
+            c.current_dir(root);
+            c
+        } else {
+            fastcp(root)
+        };
+        c.arg("-o")
+            .arg(out)
+            .args(["--from", "src", "--message-format", "json"])
+            .args(eargs(engine))
+            .arg("**");
+        if drop_privs {
+            as_nobody(&mut c);
+        }
+        c
+    };
+    for engine in variants(NAME) {
+        let out = root.join(format!("out-{engine}"));
+        let d = run(command(&out, engine));
+        d.expect_code(1, "an unreadable directory, streamed");
+        let lines = d.json();
+        let failed = reason(&lines, "failed");
+        assert_eq!(failed.len(), 1, "{}", d.describe());
+        let err = failed[0]["error"].as_str().unwrap();
+        assert!(
+            err.contains("src/locked") && err.contains("Permission denied"),
+            "the error names the directory and the cause: {err}"
+        );
+        assert_eq!(summary(&lines)["errors"], 1, "{}", d.describe());
+        assert_eq!(fs::read(out.join("a.txt")).unwrap(), b"alpha");
+        assert_eq!(fs::read(out.join("z/d.txt")).unwrap(), b"delta");
+        assert!(!out.join("locked/inside.txt").exists());
+        assert_no_temps(&out);
+
+        // An out-dir with files in it: a complete plan first, which fails before any write.
+        let full = root.join(format!("full-{engine}"));
+        put(&full.join("keep.txt"), b"keep");
+        fs::set_permissions(&full, fs::Permissions::from_mode(0o777)).unwrap();
+        fs::set_permissions(full.join("keep.txt"), fs::Permissions::from_mode(0o666)).unwrap();
+        let d = run(command(&full, engine));
+        d.expect_code(2, "an unreadable directory, planned first");
+        assert!(d.stderr.contains("src/locked"), "{}", d.describe());
+        assert!(
+            !full.join("a.txt").exists(),
+            "nothing written: {}",
+            d.describe()
+        );
+    }
+}
+
 // =============================================================================================
 // Case 3: out-dir is a file, or a component of it is
 // =============================================================================================

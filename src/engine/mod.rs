@@ -6,22 +6,30 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use crate::config::{Config, EngineChoice};
 use crate::error::{CopyError, PlanError};
 use crate::plan::{Op, Plan};
+pub use queue::FileQueue;
 
 pub mod file;
 pub mod portable;
+pub mod queue;
+#[cfg(test)]
+mod tests;
 #[cfg(target_os = "linux")]
 pub mod uring;
 
 /// What the engine reports while it runs.
 #[derive(Debug)]
 pub enum Event {
-    /// The run starts: this many files (not directories) and data bytes.
+    /// The run starts: this many files (not directories) and data bytes. When the walk is still
+    /// running, this is what it found so far; `Planned` adds the rest.
     Started { files: usize, bytes: u64 },
+    /// The still-running walk found this many more files and bytes.
+    Planned { files: usize, bytes: u64 },
     /// Data bytes moved since the last progress event (for progress bars).
     Progress { bytes: u64 },
     /// Job `index` of the plan is in place under its final name.
@@ -39,9 +47,11 @@ pub trait EventSink: Sync {
 pub trait Backend: Sync {
     /// The name users see (`engine` in the summary).
     fn name(&self) -> &str;
-    /// Copies each job in `files` (all `Op::Copy`, parents already made) to a temporary name in
-    /// its destination directory and renames it into place, reporting through `ctx`.
-    fn copy_files(&self, plan: &Plan, files: &[usize], ctx: &Ctx<'_>);
+    /// Copies each job taken from `files` (all `Op::Copy`, parents already made), staged out of
+    /// sight and placed atomically, reporting each through `ctx`, until the queue is closed and
+    /// empty. Returns why it stopped early, if it did (its untaken files are then failed with
+    /// that reason).
+    fn copy_files(&self, plan: &Plan, files: &FileQueue, ctx: &Ctx<'_>) -> Option<String>;
 }
 
 const PENDING: u8 = 0;
@@ -52,18 +62,55 @@ const FAILED: u8 = 2;
 pub struct Ctx<'a> {
     sink: &'a dyn EventSink,
     cancel: &'a AtomicBool,
-    state: Vec<AtomicU8>,
+    state: States,
     pub fsync: bool,
+}
+
+/// Per job: pending, done or failed. Allocated in blocks as the plan grows, so a streamed plan
+/// needs no size up front and no lock.
+struct States {
+    blocks: Box<[OnceLock<Box<[AtomicU8]>>]>,
+}
+
+const STATE_BLOCK: usize = 1 << 16;
+/// 2^32 jobs: far beyond any tree a run can hold in memory.
+const STATE_BLOCKS: usize = 1 << 16;
+
+impl States {
+    fn new() -> States {
+        States {
+            blocks: (0..STATE_BLOCKS).map(|_| OnceLock::new()).collect(),
+        }
+    }
+
+    fn slot(&self, index: usize) -> Option<&AtomicU8> {
+        let block = self
+            .blocks
+            .get(index / STATE_BLOCK)?
+            .get_or_init(|| (0..STATE_BLOCK).map(|_| AtomicU8::new(PENDING)).collect());
+        block.get(index % STATE_BLOCK)
+    }
+
+    fn set(&self, index: usize, v: u8) {
+        if let Some(s) = self.slot(index) {
+            s.store(v, Ordering::Release);
+        }
+    }
+
+    fn get(&self, index: usize) -> u8 {
+        self.slot(index)
+            .map_or(FAILED, |s| s.load(Ordering::Acquire))
+    }
 }
 
 impl Ctx<'_> {
     pub fn done(&self, index: usize) {
-        self.state[index].store(OK, Ordering::Release);
+        self.state.set(index, OK);
         self.sink.event(Event::Done { index });
     }
 
     pub fn fail(&self, index: usize, error: CopyError) {
-        self.state[index].store(FAILED, Ordering::Release);
+        self.state.set(index, FAILED);
         self.sink.event(Event::Failed { index, error });
     }
 
@@ -77,7 +124,7 @@ impl Ctx<'_> {
     }
 
     fn ok(&self, index: usize) -> bool {
-        self.state[index].load(Ordering::Acquire) == OK
+        self.state.get(index) == OK
     }
 }
 
@@ -127,6 +174,11 @@ pub fn choose(cfg: &Config) -> Result<Chosen, PlanError> {
 }
 
 /// Runs the whole plan: directories, data (through `backend`), links, directory metadata.
+///
+/// The plan may still be growing (a streamed walk): this thread then makes the directories of
+/// each newly published chunk and queues its files while the backend copies earlier ones, so
+/// the first byte moves long before the walk ends. Links and directory metadata wait for the
+/// complete plan, as they do for a complete one.
 pub fn execute(
     plan: &Plan,
     backend: &dyn Backend,
@@ -138,38 +190,87 @@ pub fn execute(
     let ctx = Ctx {
         sink,
         cancel,
-        state: (0..plan.jobs.len())
-            .map(|_| AtomicU8::new(PENDING))
-            .collect(),
+        state: States::new(),
         fsync,
     };
-    sink.event(Event::Started {
-        files: plan.file_count(),
-        bytes: plan.total_bytes(),
+    // What is published now is counted in `Started`; later chunks in `Planned`.
+    let counted = plan.jobs.len();
+    let (files, bytes) = (0..counted)
+        .map(|i| &plan.jobs[i])
+        .filter(|j| j.op != Op::Dir)
+        .fold((0, 0), |(f, b), j| {
+            (f + 1, b + if j.op == Op::Copy { j.size } else { 0 })
+        });
+    sink.event(Event::Started { files, bytes });
+
+    let queue = FileQueue::new();
+    let mut dirs = DirMaker::new(&plan.out_dir);
+    let mut links = Vec::new();
+    let mut stopped = None;
+    std::thread::scope(|s| {
+        let copier = s.spawn(|| backend.copy_files(plan, &queue, &ctx));
+        let mut seen = 0;
+        loop {
+            let (n, closed) = plan.jobs.wait_beyond(seen);
+            if ctx.cancelled() {
+                break;
+            }
+            if n > seen {
+                let (mut files, mut bytes) = (0, 0);
+                dirs.make(plan, seen..n);
+                let mut ready = Vec::new();
+                for i in seen..n {
+                    let job = &plan.jobs[i];
+                    if i >= counted && job.op != Op::Dir {
+                        files += 1;
+                        bytes += if job.op == Op::Copy { job.size } else { 0 };
+                    }
+                    let parent = job.dst.parent().unwrap_or(Path::new(""));
+                    let broken = if job.op == Op::Dir {
+                        dirs.failed.get(job.dst.as_path())
+                    } else {
+                        dirs.failed.get(parent)
+                    };
+                    if let Some((path, err)) = broken {
+                        ctx.fail(i, CopyError::io("create directory", path, clone_io(err)));
+                        continue;
+                    }
+                    match job.op {
+                        Op::Copy => ready.push(i),
+                        Op::Symlink { .. } | Op::Hardlink { .. } => links.push(i),
+                        Op::Dir => ctx.state.set(i, OK),
+                    }
+                }
+                if files > 0 {
+                    sink.event(Event::Planned { files, bytes });
+                }
+                queue.push(ready);
+                seen = n;
+            }
+            if closed && seen == plan.jobs.len() {
+                break;
+            }
+        }
+        queue.close();
+        match copier.join() {
+            Ok(why) => stopped = why,
+            Err(p) => stopped = Some(format!("the copy engine panicked: {}", panic_text(&p))),
+        }
     });
 
-    let dir_errors = make_dirs(plan);
-    let mut files = Vec::new();
-    let mut links = Vec::new();
-    for (i, job) in plan.jobs.iter().enumerate() {
-        let parent = job.dst.parent().unwrap_or(Path::new(""));
-        let broken = if job.op == Op::Dir {
-            dir_errors.get(job.dst.as_path())
-        } else {
-            dir_errors.get(parent)
-        };
-        if let Some((path, err)) = broken {
-            ctx.fail(i, CopyError::io("create directory", path, clone_io(err)));
-            continue;
-        }
-        match job.op {
-            Op::Copy => files.push(i),
-            Op::Symlink { .. } | Op::Hardlink { .. } => links.push(i),
-            Op::Dir => ctx.state[i].store(OK, Ordering::Release),
+    // Files no worker took or finished (the backend stopped early): each is reported, so none
+    // goes missing silently. After a cancel, unstarted files stay unreported.
+    if !ctx.cancelled() {
+        let why = stopped.unwrap_or_else(|| "the copy engine stopped".into());
+        for (i, job) in plan.jobs.iter().enumerate() {
+            if job.op == Op::Copy && ctx.state.get(i) == PENDING {
+                ctx.fail(
+                    i,
+                    CopyError::io("copy", &job.src, std::io::Error::other(why.clone())),
+                );
+            }
         }
     }
-
-    backend.copy_files(plan, &files, &ctx);
 
     for &i in &links {
         if ctx.cancelled() {
@@ -202,7 +303,7 @@ pub fn execute(
             }
         }
         if fsync {
-            for dir in &parents(plan) {
+            for dir in &parents(plan, 0..plan.jobs.len()) {
                 if let Err(e) = file::fsync_dir(dir) {
                     sink.event(Event::Failed {
                         index: usize::MAX,
@@ -218,7 +319,7 @@ pub fn execute(
     let mut files_done = 0;
     let mut bytes = 0;
     for (i, job) in plan.jobs.iter().enumerate() {
-        match ctx.state[i].load(Ordering::Acquire) {
+        match ctx.state.get(i) {
             OK if job.op != Op::Dir => {
                 files_done += 1;
                 if job.op == Op::Copy {
@@ -239,10 +340,23 @@ pub fn execute(
     }
 }
 
-/// Every directory the plan writes into; set order puts a parent before its children.
-fn parents(plan: &Plan) -> BTreeSet<PathBuf> {
+/// A panic payload as text, for the reason a worker or the probe gives.
+pub(crate) fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic".into()
+    }
+}
+
+/// Every directory jobs `range` of the plan write into; set order puts a parent before its
+/// children.
+fn parents(plan: &Plan, range: std::ops::Range<usize>) -> BTreeSet<PathBuf> {
     let mut dirs = BTreeSet::new();
-    for job in &plan.jobs {
+    for i in range {
+        let job = &plan.jobs[i];
         if job.op == Op::Dir {
             dirs.insert(job.dst.clone());
         }
@@ -253,45 +367,75 @@ fn parents(plan: &Plan) -> BTreeSet<PathBuf> {
     dirs
 }
 
-/// Makes every directory the plan needs. Returns the ones that failed, with the failing path.
-fn make_dirs(plan: &Plan) -> HashMap<PathBuf, (PathBuf, std::io::Error)> {
-    let mut failed: HashMap<PathBuf, (PathBuf, std::io::Error)> = HashMap::new();
-    if !plan.out_dir.as_os_str().is_empty() {
-        if let Err(e) = std::fs::create_dir_all(&plan.out_dir) {
-            for dir in parents(plan) {
-                failed.insert(dir, (plan.out_dir.clone(), clone_io(&e)));
-            }
-            return failed;
+/// Makes the directories a plan needs, chunk by chunk, remembering what it made and what failed
+/// (with the failing path), so a later chunk neither re-checks the one nor retries the other.
+struct DirMaker {
+    made: HashSet<PathBuf>,
+    failed: HashMap<PathBuf, (PathBuf, std::io::Error)>,
+    /// `None` until the first chunk: the out-dir is made only once there is something to put in.
+    out_dir: Option<Result<(), std::io::Error>>,
+    root: PathBuf,
+}
+
+impl DirMaker {
+    fn new(out_dir: &Path) -> DirMaker {
+        DirMaker {
+            made: HashSet::new(),
+            failed: HashMap::new(),
+            out_dir: None,
+            root: out_dir.to_path_buf(),
         }
     }
-    // Made or checked in this run. Parents come before their children in `parents`' order, so
-    // most directories need one `mkdir` and no walk over their ancestors.
-    let mut made: HashSet<PathBuf> = HashSet::new();
-    for dir in parents(plan) {
-        if let Some(anc) = dir.ancestors().skip(1).find(|a| failed.contains_key(*a)) {
-            let (path, e) = &failed[anc];
-            let v = (path.clone(), clone_io(e));
-            failed.insert(dir, v);
-            continue;
-        }
-        let parent_ok = dir
-            .parent()
-            .is_some_and(|p| p == plan.out_dir || made.contains(p));
-        let res = if parent_ok {
-            file::make_dir_in_checked_parent(&dir)
-        } else {
-            file::ensure_dir(&plan.out_dir, &dir)
-        };
-        match res {
-            Ok(()) => {
-                made.insert(dir);
+
+    fn make(&mut self, plan: &Plan, range: std::ops::Range<usize>) {
+        let root = self.root.clone();
+        let made_root = self.out_dir.get_or_insert_with(|| {
+            if root.as_os_str().is_empty() {
+                Ok(())
+            } else {
+                std::fs::create_dir_all(&root)
             }
-            Err(e) => {
-                failed.insert(dir.clone(), (dir, e));
+        });
+        if let Err(e) = made_root {
+            let e = clone_io(e);
+            for dir in parents(plan, range) {
+                self.failed.insert(dir, (root.clone(), clone_io(&e)));
+            }
+            return;
+        }
+        for dir in parents(plan, range) {
+            if self.made.contains(&dir) || self.failed.contains_key(&dir) {
+                continue;
+            }
+            if let Some(anc) = dir
+                .ancestors()
+                .skip(1)
+                .find(|a| self.failed.contains_key(*a))
+            {
+                let (path, e) = &self.failed[anc];
+                let v = (path.clone(), clone_io(e));
+                self.failed.insert(dir, v);
+                continue;
+            }
+            // Most directories need one `mkdir` and no walk over their ancestors.
+            let parent_ok = dir
+                .parent()
+                .is_some_and(|p| p == root || self.made.contains(p));
+            let res = if parent_ok {
+                file::make_dir_in_checked_parent(&dir)
+            } else {
+                file::ensure_dir(&root, &dir)
+            };
+            match res {
+                Ok(()) => {
+                    self.made.insert(dir);
+                }
+                Err(e) => {
+                    self.failed.insert(dir.clone(), (dir, e));
+                }
             }
         }
     }
-    failed
 }
 
 fn clone_io(e: &std::io::Error) -> std::io::Error {

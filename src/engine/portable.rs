@@ -1,7 +1,5 @@
 //! The portable backend: `-j` threads, each copying whole files with the OS's own copy.
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-use super::{file, Backend, Ctx};
+use super::{file, Backend, Ctx, FileQueue};
 use crate::plan::Plan;
 
 pub struct Portable {
@@ -21,26 +19,26 @@ impl Backend for Portable {
         "portable"
     }
 
-    fn copy_files(&self, plan: &Plan, files: &[usize], ctx: &Ctx<'_>) {
-        let next = AtomicUsize::new(0);
-        let worker = || loop {
-            let k = next.fetch_add(1, Ordering::Relaxed);
-            let Some(&i) = files.get(k) else { break };
-            if ctx.cancelled() {
-                break;
-            }
-            let job = &plan.jobs[i];
-            match file::copy_regular(job, ctx.fsync, &|| ctx.cancelled(), &|n| ctx.progress(n)) {
-                Ok(()) => ctx.done(i),
-                Err(e) => ctx.fail(i, e),
+    fn copy_files(&self, plan: &Plan, files: &FileQueue, ctx: &Ctx<'_>) -> Option<String> {
+        let worker = || {
+            while let Some(i) = files.next_blocking() {
+                if ctx.cancelled() {
+                    break;
+                }
+                let job = &plan.jobs[i];
+                match file::copy_regular(job, ctx.fsync, &|| ctx.cancelled(), &|n| ctx.progress(n))
+                {
+                    Ok(()) => ctx.done(i),
+                    Err(e) => ctx.fail(i, e),
+                }
             }
         };
-        let threads = self.threads.min(files.len()).max(1);
         std::thread::scope(|s| {
-            for _ in 1..threads {
+            for _ in 1..self.threads {
                 s.spawn(worker);
             }
             worker();
         });
+        None
     }
 }

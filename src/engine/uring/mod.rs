@@ -5,13 +5,11 @@
 //! Layout: `ring` builds a worker's runtime, `exec` joins its lanes and counts its buffers,
 //! `copy` moves one file, `kernel` runs in-kernel copies, `probe` decides whether any of this
 //! can run here. See docs/copy-method.md for the measurements behind the defaults.
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Mutex, PoisonError};
 
-use super::{Backend, Ctx};
+use super::{Backend, Ctx, FileQueue};
 use crate::config::{Config, CopyMethod};
-use crate::error::CopyError;
 use crate::plan::Plan;
 
 mod copy;
@@ -137,18 +135,8 @@ impl Backend for IoUring {
         "io-uring"
     }
 
-    fn copy_files(&self, plan: &Plan, files: &[usize], ctx: &Ctx<'_>) {
-        if files.is_empty() {
-            return;
-        }
+    fn copy_files(&self, plan: &Plan, files: &FileQueue, ctx: &Ctx<'_>) -> Option<String> {
         let t = &self.tuning;
-        let workers = t.workers.clamp(1, files.len());
-        let kernel_files = files
-            .iter()
-            .filter(|&&i| t.route(plan.jobs[i].size) == Route::Kernel)
-            .count();
-        let next = AtomicUsize::new(0);
-        let reported: Vec<AtomicBool> = files.iter().map(|_| AtomicBool::new(false)).collect();
         let failure: WorkerError = Mutex::new(None);
         let (tx, rx) = mpsc::channel::<kernel::Task>();
         let rx = Mutex::new(rx);
@@ -157,22 +145,24 @@ impl Backend for IoUring {
             files,
             ctx,
             tuning: t,
-            next: &next,
-            reported: &reported,
             failure: &failure,
         };
         std::thread::scope(|s| {
+            // Idle ones only wait on the channel; the plan may still be growing, so how many
+            // files will take the in-kernel route is not known here.
             let mut kernel_threads = 0;
-            for n in 0..t.workers.min(kernel_files) {
-                let rx = &rx;
-                let spawned = std::thread::Builder::new()
-                    .name(format!("fastcp-kcopy-{n}"))
-                    .spawn_scoped(s, move || kernel::serve(rx, ctx));
-                kernel_threads += usize::from(spawned.is_ok());
+            if t.method != CopyMethod::BufferRing {
+                for n in 0..t.workers {
+                    let rx = &rx;
+                    let spawned = std::thread::Builder::new()
+                        .name(format!("fastcp-kcopy-{n}"))
+                        .spawn_scoped(s, move || kernel::serve(rx, ctx));
+                    kernel_threads += usize::from(spawned.is_ok());
+                }
             }
             let queue = || (kernel_threads > 0).then(|| tx.clone());
             let mut handles = Vec::new();
-            for w in 0..workers {
+            for w in 0..t.workers.max(1) {
                 let (q, shared) = (queue(), &shared);
                 let spawned = std::thread::Builder::new()
                     .name(format!("fastcp-uring-{w}"))
@@ -193,52 +183,18 @@ impl Backend for IoUring {
                 }
             }
         });
-        // Files a dead worker had in flight, or that no worker could take: report them, so
-        // none is silently missing. After a cancel, unstarted files stay unreported, as in the
-        // portable engine.
-        if ctx.cancelled() {
-            return;
-        }
-        let why = failure
-            .into_inner()
-            .unwrap_or_else(PoisonError::into_inner)
-            .unwrap_or_else(|| "the io_uring worker stopped".into());
-        for (k, &i) in files.iter().enumerate() {
-            if !reported[k].load(Ordering::Acquire) {
-                ctx.fail(
-                    i,
-                    CopyError::io(
-                        "copy",
-                        &plan.jobs[i].src,
-                        std::io::Error::other(why.clone()),
-                    ),
-                );
-            }
-        }
+        failure.into_inner().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
-/// A panic payload as text, for the reason a worker or the probe gives.
-pub(super) fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
-    if let Some(s) = p.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = p.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "unknown panic".into()
-    }
-}
+pub(super) use super::panic_text;
 
 /// What all workers of a run share.
 struct Shared<'a, 'c> {
     plan: &'a Plan,
-    files: &'a [usize],
+    files: &'a FileQueue,
     ctx: &'a Ctx<'c>,
     tuning: &'a Tuning,
-    /// The next position in `files` to take.
-    next: &'a AtomicUsize,
-    /// Per position in `files`: reported done or failed.
-    reported: &'a [AtomicBool],
     failure: &'a WorkerError,
 }
 
@@ -267,20 +223,15 @@ impl Shared<'_, '_> {
             permits: exec::Permits::new(self.tuning.pool.buffers.into()),
             kernel: queue.as_ref(),
         };
-        let lanes = self.tuning.lanes.min(self.files.len());
-        let futures = (0..lanes)
+        let futures = (0..self.tuning.lanes)
             .map(|_| {
                 let worker = &worker;
                 Box::pin(async move {
-                    loop {
+                    while let Some(i) = self.files.next().await {
                         if self.ctx.cancelled() {
                             break;
                         }
-                        let k = self.next.fetch_add(1, Ordering::Relaxed);
-                        let Some(&i) = self.files.get(k) else { break };
-                        let res = worker.copy(i).await;
-                        self.reported[k].store(true, Ordering::Release);
-                        match res {
+                        match worker.copy(i).await {
                             Ok(()) => self.ctx.done(i),
                             Err(e) => self.ctx.fail(i, e),
                         }

@@ -1,6 +1,7 @@
 //! Tests of the io-uring backend through `engine::execute` on real files: bytes, mode and mtime
 //! of every copy method, a buffer ring far smaller than the files in flight, size changes, and
 //! failures that must not stop the others.
+use crate::error::CopyError;
 use std::fs::{self, File, FileTimes};
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -30,7 +31,7 @@ impl EventSink for Sink {
             Event::Progress { bytes } => {
                 self.progress.fetch_add(bytes, Ordering::Relaxed);
             }
-            Event::Started { .. } => {}
+            Event::Started { .. } | Event::Planned { .. } => {}
         }
     }
 }
