@@ -244,6 +244,7 @@ pub fn execute(
                 if files > 0 {
                     sink.event(Event::Planned { files, bytes });
                 }
+                order_for_balance(plan, &mut ready);
                 queue.push(ready);
                 seen = n;
             }
@@ -338,6 +339,16 @@ pub fn execute(
         elapsed: start.elapsed(),
         interrupted,
     }
+}
+
+/// Files of at least this size are queued first, largest first.
+const LARGE_FIRST: u64 = 1 << 20;
+
+/// Large files first, largest first (then the rest in walk order): a large file started last
+/// would leave the other workers idle while it finishes alone.
+fn order_for_balance(plan: &Plan, ready: &mut [usize]) {
+    let size = |i: usize| plan.jobs[i].size;
+    ready.sort_by_key(|&i| std::cmp::Reverse(if size(i) >= LARGE_FIRST { size(i) } else { 0 }));
 }
 
 /// A panic payload as text, for the reason a worker or the probe gives.
