@@ -536,6 +536,62 @@ fn case01_missing_pattern_source_or_from_dir_exits_2_before_any_write() {
 // Case 2: a source file unreadable
 // =============================================================================================
 
+/// For a test that needs `unreadable` to be unreadable and `readable` readable: whether to drop
+/// to uid 65534 (root reads anything) and the binary to run. The build dir may be private (e.g.
+/// under /root): then a copy of the binary in `root` is used. `None`: the setup cannot be had
+/// here, and the skip has been printed.
+fn unprivileged(
+    name: &str,
+    root: &Path,
+    readable: &Path,
+    unreadable: &Path,
+) -> Option<(bool, PathBuf)> {
+    let drop_privs = is_root();
+    let mut bin = PathBuf::from(BIN);
+    if drop_privs {
+        if nobody_sh(r#"test -x "$1""#, &[&bin]) != Ok(true) {
+            bin = root.join("bin/cargo-fastcp");
+            fs::create_dir_all(bin.parent().unwrap()).unwrap();
+            fs::copy(BIN, &bin).unwrap();
+        }
+        match nobody_sh(
+            r#"test -r "$1" && ! test -r "$2" && test -w "$3" && test -x "$4""#,
+            &[readable, unreadable, root, &bin],
+        ) {
+            Ok(true) => {}
+            Ok(false) => {
+                skip(
+                    name,
+                    &format!(
+                        "as uid {NOBODY} the setup is not as needed (a readable source, an \
+                         unreadable one, a writable out-dir parent and an executable binary at {})",
+                        bin.display()
+                    ),
+                );
+                return None;
+            }
+            Err(e) => {
+                skip(name, &e);
+                return None;
+            }
+        }
+    } else if fs::File::open(unreadable).is_ok() {
+        skip(name, "a mode-000 source is still readable to this user");
+        return None;
+    }
+    Some((drop_privs, bin))
+}
+
+/// The command for `bin` (from `unprivileged`), run in `root`.
+fn unprivileged_cmd(bin: &Path, root: &Path) -> Command {
+    if bin == Path::new(BIN) {
+        return fastcp(root);
+    }
+    let mut c = Command::new(bin);
+    c.current_dir(root);
+    c
+}
+
 #[test]
 fn case02_unreadable_source_is_reported_others_copied_exit_1() {
     const NAME: &str = "case02_unreadable_source_is_reported_others_copied_exit_1";
@@ -550,45 +606,14 @@ fn case02_unreadable_source_is_reported_others_copied_exit_1() {
     let secret = src.join("b_secret.txt");
     fs::set_permissions(&secret, fs::Permissions::from_mode(0o000)).unwrap();
 
-    // Root reads anything: run the binary as uid 65534 when we are root.
-    let drop_privs = is_root();
-    let mut bin = PathBuf::from(BIN);
-    if drop_privs {
-        // The build dir may be private (e.g. under /root): then run a copy from the tempdir.
-        if nobody_sh(r#"test -x "$1""#, &[&bin]) != Ok(true) {
-            bin = root.join("bin/cargo-fastcp");
-            fs::create_dir_all(bin.parent().unwrap()).unwrap();
-            fs::copy(BIN, &bin).unwrap();
-        }
-        match nobody_sh(
-            r#"test -r "$1" && ! test -r "$2" && test -w "$3" && test -x "$4""#,
-            &[&src.join("a.txt"), &secret, root, &bin],
-        ) {
-            Ok(true) => {}
-            Ok(false) => {
-                return skip(
-                    NAME,
-                    &format!(
-                        "as uid {NOBODY} the setup is not as needed (a readable source, an \
-                         unreadable one, a writable out-dir parent and an executable binary at {})",
-                        bin.display()
-                    ),
-                )
-            }
-            Err(e) => return skip(NAME, &e),
-        }
-    } else if fs::File::open(&secret).is_ok() {
-        return skip(NAME, "a mode-000 file is still readable to this user");
-    }
+    let Some((drop_privs, bin)) = unprivileged(NAME, root, &src.join("a.txt"), &secret) else {
+        return;
+    };
 
     for engine in variants(NAME) {
         for json in [true, false] {
             let out = root.join(format!("out-{engine}-{json}"));
-            let mut c = fastcp(root);
-            if bin != Path::new(BIN) {
-                c = Command::new(&bin);
-                c.current_dir(root);
-            }
+            let mut c = unprivileged_cmd(&bin, root);
             c.arg("-o")
                 .arg(&out)
                 .args(["--from", "src"])
@@ -657,33 +682,11 @@ fn case02_unreadable_source_directory_streamed_is_reported_others_copied() {
     let locked = src.join("locked");
     fs::set_permissions(&locked, fs::Permissions::from_mode(0o000)).unwrap();
 
-    let drop_privs = is_root();
-    let mut bin = PathBuf::from(BIN);
-    if drop_privs {
-        if nobody_sh(r#"test -x "$1""#, &[&bin]) != Ok(true) {
-            bin = root.join("bin/cargo-fastcp");
-            fs::create_dir_all(bin.parent().unwrap()).unwrap();
-            fs::copy(BIN, &bin).unwrap();
-        }
-        match nobody_sh(
-            r#"test -r "$1" && ! test -r "$2" && test -w "$3" && test -x "$4""#,
-            &[&src.join("a.txt"), &locked, root, &bin],
-        ) {
-            Ok(true) => {}
-            Ok(false) => return skip(NAME, &format!("as uid {NOBODY} the setup is not as needed")),
-            Err(e) => return skip(NAME, &e),
-        }
-    } else if fs::read_dir(&locked).is_ok() {
-        return skip(NAME, "a mode-000 directory is still readable to this user");
-    }
+    let Some((drop_privs, bin)) = unprivileged(NAME, root, &src.join("a.txt"), &locked) else {
+        return;
+    };
     let command = |out: &Path, engine: &'static str| {
-        let mut c = if bin != Path::new(BIN) {
-            let mut c = Command::new(&bin);
-            c.current_dir(root);
-            c
-        } else {
-            fastcp(root)
-        };
+        let mut c = unprivileged_cmd(&bin, root);
         c.arg("-o")
             .arg(out)
             .args(["--from", "src", "--message-format", "json"])

@@ -225,17 +225,30 @@ pub fn link_into_place(_file: &File, dst: &Path) -> Result<(), CopyError> {
     ))
 }
 
+/// A path as the C string a raw syscall takes.
+#[cfg(unix)]
+fn c_path(path: &Path) -> io::Result<std::ffi::CString> {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))
+}
+
+/// A raw syscall's `0 or -1 with errno` as a `Result`.
+#[cfg(unix)]
+fn check(r: libc::c_int) -> io::Result<()> {
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// `linkat(fd, "", AT_EMPTY_PATH)`; where that needs a capability the caller lacks (kernels
 /// before 6.10 without CAP_DAC_READ_SEARCH), the `/proc/self/fd` link that `open(2)` documents.
 #[cfg(unix)]
 fn link_fd(file: &File, at: &Path) -> io::Result<()> {
     use std::os::fd::AsRawFd;
-    use std::os::unix::ffi::OsStrExt;
-    let c = |b: &[u8]| {
-        std::ffi::CString::new(b)
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))
-    };
-    let to = c(at.as_os_str().as_bytes())?;
+    let to = c_path(at)?;
     let fd = file.as_raw_fd();
     #[cfg(target_os = "linux")]
     {
@@ -249,17 +262,14 @@ fn link_fd(file: &File, at: &Path) -> io::Result<()> {
                 libc::AT_EMPTY_PATH,
             )
         };
-        if r == 0 {
-            return Ok(());
-        }
-        let e = io::Error::last_os_error();
-        if !matches!(e.raw_os_error(), Some(libc::ENOENT | libc::EPERM)) {
-            return Err(e);
+        match check(r) {
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::EPERM)) => {}
+            done => return done,
         }
     }
-    let proc = c(format!("/proc/self/fd/{fd}").as_bytes())?;
+    let proc = c_path(Path::new(&format!("/proc/self/fd/{fd}")))?;
     // SAFETY: valid C strings.
-    let r = unsafe {
+    check(unsafe {
         libc::linkat(
             libc::AT_FDCWD,
             proc.as_ptr(),
@@ -267,12 +277,7 @@ fn link_fd(file: &File, at: &Path) -> io::Result<()> {
             to.as_ptr(),
             libc::AT_SYMLINK_FOLLOW,
         )
-    };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    })
 }
 
 /// The process umask, from `/proc/self/status` (Linux 4.7+; reading it with `umask(2)` would
@@ -537,13 +542,11 @@ fn make_symlink(target: &Path, at: &Path) -> io::Result<()> {
 
 #[cfg(unix)]
 fn set_mtime_nofollow(path: &Path, mtime: std::time::SystemTime) -> io::Result<()> {
-    use std::os::unix::ffi::OsStrExt;
     let d = match mtime.duration_since(std::time::UNIX_EPOCH) {
         Ok(d) => d,
         Err(_) => return Ok(()),
     };
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))?;
+    let c = c_path(path)?;
     let times = [
         libc::timespec {
             tv_sec: 0,
@@ -555,19 +558,14 @@ fn set_mtime_nofollow(path: &Path, mtime: std::time::SystemTime) -> io::Result<(
         },
     ];
     // SAFETY: valid C string and a two-element timespec array, as utimensat requires.
-    let r = unsafe {
+    check(unsafe {
         libc::utimensat(
             libc::AT_FDCWD,
             c.as_ptr(),
             times.as_ptr(),
             libc::AT_SYMLINK_NOFOLLOW,
         )
-    };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    })
 }
 
 /// Places a hard link to an already placed destination, atomically.
