@@ -76,14 +76,18 @@ pub struct Staged {
     /// even after a second Ctrl-C), and placing it is one `linkat` instead of a create plus a
     /// `rename`, which is one directory update per file fewer.
     named: Option<TempGuard>,
+    /// The mode it was created with (see `apply_meta`).
+    created: u32,
 }
 
 /// Set once `O_TMPFILE` is refused (an old kernel, a filesystem without it); named
 /// temporaries from then on.
+#[cfg(target_os = "linux")]
 static NO_TMPFILE: AtomicBool = AtomicBool::new(false);
 
 /// Whether to stage into unnamed `O_TMPFILE` inodes. `CARGO_FASTCP_NAMED_TEMPS=1` forces named
 /// temporaries, the path taken where `O_TMPFILE` is missing, so tests can cover it anywhere.
+#[cfg(target_os = "linux")]
 fn tmpfile_wanted() -> bool {
     static FORCED_NAMED: OnceLock<bool> = OnceLock::new();
     !NO_TMPFILE.load(Ordering::Relaxed)
@@ -91,14 +95,8 @@ fn tmpfile_wanted() -> bool {
             .get_or_init(|| std::env::var_os("CARGO_FASTCP_NAMED_TEMPS").is_some_and(|v| v == "1"))
 }
 
-/// The open flags and mode of a destination file, for engines that open it themselves.
-pub struct Create {
-    /// Open the destination's directory with these flags (`O_TMPFILE`) ...
-    #[cfg(target_os = "linux")]
-    pub anonymous: Option<i32>,
-    /// ... with this mode: the final permission bits where `chmod` can be skipped.
-    pub mode: u32,
-}
+/// The mode a named temporary is created with: private until its final mode is set.
+pub const NAMED_MODE: u32 = 0o600;
 
 /// Where the destination's directory is, for `O_TMPFILE`.
 pub fn dst_dir(dst: &Path) -> &Path {
@@ -108,37 +106,26 @@ pub fn dst_dir(dst: &Path) -> &Path {
     }
 }
 
-impl Create {
-    pub fn for_job(job: &Job) -> Create {
-        #[cfg(target_os = "linux")]
-        if tmpfile_wanted() {
-            return Create {
-                anonymous: Some(libc::O_TMPFILE),
-                mode: job.mode & 0o777,
-            };
-        }
-        let _ = job;
-        Create {
-            #[cfg(target_os = "linux")]
-            anonymous: None,
-            mode: 0o600,
-        }
-    }
+/// `Some(mode)`: stage `job` as an unnamed `O_TMPFILE` inode created with `mode`, its final
+/// permission bits, so that the `chmod` can usually be skipped. `None`: use a named temporary
+/// created with `NAMED_MODE`. For engines that open the file themselves.
+#[cfg(target_os = "linux")]
+pub fn anonymous_mode(job: &Job) -> Option<u32> {
+    tmpfile_wanted().then_some(job.mode & 0o777)
+}
 
-    /// Whether an `O_TMPFILE` open failed because the kernel or filesystem lacks it (then
-    /// remember that and use a named temporary), not for a reason a named file would share.
-    pub fn tmpfile_unsupported(e: &io::Error) -> bool {
-        #[cfg(target_os = "linux")]
-        if matches!(
-            e.raw_os_error(),
-            Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)
-        ) {
-            NO_TMPFILE.store(true, Ordering::Relaxed);
-            return true;
-        }
-        let _ = e;
-        false
+/// Whether an `O_TMPFILE` open failed because the kernel or filesystem lacks it (then remember
+/// that and use a named temporary), not for a reason a named file would share.
+#[cfg(target_os = "linux")]
+pub fn tmpfile_unsupported(e: &io::Error) -> bool {
+    let unsupported = matches!(
+        e.raw_os_error(),
+        Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)
+    );
+    if unsupported {
+        NO_TMPFILE.store(true, Ordering::Relaxed);
     }
+    unsupported
 }
 
 /// Opens the destination for writing, not yet under its final name: an unnamed `O_TMPFILE`
@@ -147,21 +134,24 @@ impl Create {
 /// until its mode is set.
 pub fn stage(job: &Job) -> Result<Staged, CopyError> {
     #[cfg(target_os = "linux")]
-    {
-        let how = Create::for_job(job);
-        if let Some(flags) = how.anonymous {
-            use std::os::unix::fs::OpenOptionsExt;
-            let dir = dst_dir(&job.dst);
-            match fs::OpenOptions::new()
-                .write(true)
-                .custom_flags(flags)
-                .mode(how.mode)
-                .open(dir)
-            {
-                Ok(file) => return Ok(Staged { file, named: None }),
-                Err(e) if Create::tmpfile_unsupported(&e) => {}
-                Err(e) => return Err(CopyError::io("create a file in", dir, e)),
+    if let Some(mode) = anonymous_mode(job) {
+        use std::os::unix::fs::OpenOptionsExt;
+        let dir = dst_dir(&job.dst);
+        match fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_TMPFILE)
+            .mode(mode)
+            .open(dir)
+        {
+            Ok(file) => {
+                return Ok(Staged {
+                    file,
+                    named: None,
+                    created: mode,
+                })
             }
+            Err(e) if tmpfile_unsupported(&e) => {}
+            Err(e) => return Err(CopyError::io("create a file in", dir, e)),
         }
     }
     let tmp = temp_path(&job.dst);
@@ -170,7 +160,7 @@ pub fn stage(job: &Job) -> Result<Staged, CopyError> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
+        opts.mode(NAMED_MODE);
     }
     let file = opts
         .open(&tmp)
@@ -178,6 +168,7 @@ pub fn stage(job: &Job) -> Result<Staged, CopyError> {
     Ok(Staged {
         file,
         named: Some(TempGuard::new(tmp)),
+        created: NAMED_MODE,
     })
 }
 
@@ -326,13 +317,8 @@ pub fn finish(staged: Staged, job: &Job, copied: u64, fsync: bool) -> Result<(),
             actual: copied,
         });
     }
-    let created = if staged.named.is_some() {
-        0o600
-    } else {
-        job.mode & 0o777
-    };
     let label = staged.label(&job.dst);
-    apply_meta(&staged.file, job, created)
+    apply_meta(&staged.file, job, staged.created)
         .map_err(|e| CopyError::io("set metadata of", label, e))?;
     if fsync {
         staged

@@ -63,19 +63,18 @@ impl Worker<'_, '_> {
             .open(&job.src)
             .await
             .map_err(|e| CopyError::io("open", &job.src, e))?;
-        let how = file::Create::for_job(job);
         let mut staged = None;
-        if let Some(flags) = how.anonymous {
+        if let Some(mode) = file::anonymous_mode(job) {
             let dir = file::dst_dir(&job.dst);
             match OpenOptions::new()
                 .write(true)
-                .custom_flags(flags)
-                .mode(how.mode)
+                .custom_flags(libc::O_TMPFILE)
+                .mode(mode)
                 .open(dir)
                 .await
             {
-                Ok(f) => staged = Some((f, None, how.mode)),
-                Err(e) if file::Create::tmpfile_unsupported(&e) => {}
+                Ok(f) => staged = Some((f, None, mode)),
+                Err(e) if file::tmpfile_unsupported(&e) => {}
                 Err(e) => return Err(CopyError::io("create a file in", dir, e)),
             }
         }
@@ -88,11 +87,11 @@ impl Worker<'_, '_> {
                 let f = OpenOptions::new()
                     .write(true)
                     .create_new(true)
-                    .mode(0o600)
+                    .mode(file::NAMED_MODE)
                     .open(&tmp)
                     .await
                     .map_err(|e| CopyError::io("create", &tmp, e))?;
-                (f, Some(file::TempGuard::new(tmp)), 0o600)
+                (f, Some(file::TempGuard::new(tmp)), file::NAMED_MODE)
             }
         };
         let label = guard.as_ref().map_or(job.dst.as_path(), |g| g.path());
