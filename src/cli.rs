@@ -162,7 +162,7 @@ struct Cli {
     #[arg(long, value_enum, default_value_t = EngineArg::Auto, help_heading = "Engine")]
     engine: EngineArg,
 
-    /// How io-uring moves bytes: buffer-ring, copy-file-range, or auto (by file size)
+    /// How io-uring moves bytes: buffer-ring, copy-file-range, splice, or auto (by file size)
     #[arg(long, value_enum, default_value_t = MethodArg::Auto, help_heading = "Engine")]
     copy_method: MethodArg,
 
@@ -199,6 +199,7 @@ enum MethodArg {
     Auto,
     BufferRing,
     CopyFileRange,
+    Splice,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -286,6 +287,7 @@ fn into_config(cli: Cli) -> Result<Config, clap::Error> {
         MethodArg::Auto => CopyMethod::Auto,
         MethodArg::BufferRing => CopyMethod::BufferRing,
         MethodArg::CopyFileRange => CopyMethod::CopyFileRange,
+        MethodArg::Splice => CopyMethod::Splice,
     };
     cfg.max_in_flight = cli.max_in_flight.into();
     cfg.fsync = cli.fsync;

@@ -86,6 +86,8 @@ pub enum CopyMethod {
     Auto,
     BufferRing,
     CopyFileRange,
+    /// Source → pipe → destination through io_uring splice ops: page references in, one copy out.
+    Splice,
 }
 
 /// Everything a run needs, validated. Built by `cli`, or directly by tests and benchmarks.

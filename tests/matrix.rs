@@ -831,6 +831,15 @@ fn io_uring_copy_file_range() {
 }
 
 #[test]
+fn io_uring_splice() {
+    check_variant(
+        "io-uring-splice",
+        &["--engine", "io-uring", "--copy-method", "splice"],
+        "io-uring",
+    );
+}
+
+#[test]
 fn io_uring_auto_method() {
     check_variant(
         "io-uring-auto",

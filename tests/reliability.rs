@@ -247,7 +247,7 @@ fn engines(test: &str) -> Vec<&'static str> {
 }
 
 /// Data-path variants: portable, and io-uring with each of its ways to move bytes (`auto` picks
-/// by size; `buffer-ring` and `copy-file-range` force one) when io-uring is available.
+/// by size; `buffer-ring`, `copy-file-range` and `splice` force one) when io-uring is available.
 fn variants(test: &str) -> Vec<&'static str> {
     let mut v = vec!["portable"];
     if engines(test).contains(&"io-uring") {
@@ -255,6 +255,7 @@ fn variants(test: &str) -> Vec<&'static str> {
             "io-uring",
             "io-uring+buffer-ring",
             "io-uring+copy-file-range",
+            "io-uring+splice",
         ]);
     }
     v

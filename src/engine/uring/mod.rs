@@ -38,6 +38,8 @@ pub enum Route {
     Ring,
     /// FICLONE, else copy_file_range, on a blocking thread.
     Kernel,
+    /// io_uring splice ops through a pipe: source pages in by reference, copied out once.
+    Splice,
 }
 
 /// Everything the engine's shape depends on.
@@ -85,6 +87,7 @@ impl Tuning {
         match self.method {
             CopyMethod::BufferRing => Route::Ring,
             CopyMethod::CopyFileRange => Route::Kernel,
+            CopyMethod::Splice => Route::Splice,
             CopyMethod::Auto if size >= self.threshold => Route::Kernel,
             CopyMethod::Auto => Route::Ring,
         }
@@ -151,7 +154,7 @@ impl Backend for IoUring {
             // Idle ones only wait on the channel; the plan may still be growing, so how many
             // files will take the in-kernel route is not known here.
             let mut kernel_threads = 0;
-            if t.method != CopyMethod::BufferRing {
+            if matches!(t.method, CopyMethod::Auto | CopyMethod::CopyFileRange) {
                 for n in 0..t.workers {
                     let rx = &rx;
                     let spawned = std::thread::Builder::new()
@@ -222,6 +225,7 @@ impl Shared<'_, '_> {
             tuning: self.tuning,
             permits: exec::Permits::new(self.tuning.pool.buffers.into()),
             kernel: queue.as_ref(),
+            pipes: Default::default(),
         };
         let futures = (0..self.tuning.lanes)
             .map(|_| {

@@ -206,6 +206,31 @@ fn auto_copies_every_size() {
     copy_all_sizes(CopyMethod::Auto);
 }
 
+#[test]
+fn splice_copies_every_size() {
+    copy_all_sizes(CopyMethod::Splice);
+}
+
+/// The splice route moves at most one pipe's worth per step: sizes around that, with a pipe
+/// reused from file to file (one lane, so every file takes the same pipe in turn).
+#[test]
+fn splice_copies_around_the_pipe_size() {
+    if !uring_or_skip() {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    let cap = super::copy::PIPE_BYTES as usize;
+    let sizes = [cap - 1, cap, cap + 1, 3 * cap, 0, 65_536, 65_537, 1];
+    let sources = make_sources(&tmp.path().join("src"), &sizes);
+    let plan = plan_for(&sources, &tmp.path().join("out"));
+    let (summary, sink) = run(&plan, tuning(CopyMethod::Splice, 16, 4096, 1));
+    let failed = sink.failed.lock().expect("lock");
+    assert!(failed.is_empty(), "{failed:?}");
+    assert_eq!(summary.files, sizes.len());
+    assert_eq!(sink.progress.load(Ordering::Relaxed), plan.total_bytes());
+    assert_faithful(&plan);
+}
+
 /// Far more files in flight (2 workers x 64 lanes) than buffers (4 per ring): reads must wait
 /// for permits, never fail with an empty ring.
 #[test]
@@ -220,6 +245,7 @@ fn many_small_files_through_a_tiny_pool() {
         CopyMethod::BufferRing,
         CopyMethod::Auto,
         CopyMethod::CopyFileRange,
+        CopyMethod::Splice,
     ] {
         let out = tmp.path().join(format!("out-{method:?}"));
         let plan = plan_for(&sources, &out);
@@ -266,6 +292,7 @@ fn size_change_is_reported_and_leaves_no_temp() {
         CopyMethod::BufferRing,
         CopyMethod::CopyFileRange,
         CopyMethod::Auto,
+        CopyMethod::Splice,
     ] {
         let tmp = tempfile::tempdir().expect("tmp");
         let len = 16 << 10;
@@ -331,7 +358,11 @@ fn errors_do_not_stop_the_others() {
     fs::remove_file(&sources[2]).expect("rm");
     fs::create_dir(&sources[2]).expect("mkdir");
     plan.jobs[2].size = 300 << 10;
-    for method in [CopyMethod::BufferRing, CopyMethod::CopyFileRange] {
+    for method in [
+        CopyMethod::BufferRing,
+        CopyMethod::CopyFileRange,
+        CopyMethod::Splice,
+    ] {
         let (summary, sink) = run(&plan, tuning(method, 8, 4096, 4));
         let mut failed: Vec<usize> = sink
             .failed
@@ -381,6 +412,9 @@ fn routes_follow_method_and_threshold() {
     assert_eq!(t.route(u64::MAX), Route::Ring);
     t.method = CopyMethod::CopyFileRange;
     assert_eq!(t.route(0), Route::Kernel);
+    t.method = CopyMethod::Splice;
+    assert_eq!(t.route(0), Route::Splice);
+    assert_eq!(t.route(u64::MAX), Route::Splice);
 }
 
 #[test]
