@@ -60,6 +60,15 @@ usage: cargo run --release --example bench -- [OPTIONS]
   --cooldown SECS    pause after deleting copies (default 65: this ext4 skips freed inodes
                      for 60 s, which slows the next copy)
   --markdown FILE    also write the report (markdown) to FILE
+  --keep-page-reporting
+                     leave the guest's free page reporting on (see below)
+
+In a VM with virtio-balloon free page reporting (dmesg: \"Free page reporting enabled\"), the
+guest hands every freed page back to the host, and the next write to it takes a host fault:
+copies then run up to 20x slower right after any deletion, drop_caches or fadvise. Where
+/sys/module/page_reporting/parameters/page_reporting_order is writable (root), the bench raises
+it above the largest page order for the run, so nothing is reported; touches the free memory
+once, so pages reported earlier are backed again; and puts the old value back at the end.
 ";
 
     struct Args {
@@ -75,6 +84,7 @@ usage: cargo run --release --example bench -- [OPTIONS]
         keep_free: u64,
         cooldown: Duration,
         markdown: Option<PathBuf>,
+        keep_page_reporting: bool,
     }
 
     fn parse_args() -> Result<Args> {
@@ -92,6 +102,7 @@ usage: cargo run --release --example bench -- [OPTIONS]
             keep_free: 8 << 30,
             cooldown: Duration::from_secs(65),
             markdown: None,
+            keep_page_reporting: false,
         };
         let mut it = std::env::args_os().skip(1);
         let list = |s: String| -> Vec<String> {
@@ -131,6 +142,7 @@ usage: cargo run --release --example bench -- [OPTIONS]
                     a.cooldown = Duration::from_secs_f64(num("--cooldown", val("--cooldown")?)?)
                 }
                 "--markdown" => a.markdown = Some(PathBuf::from(val("--markdown")?)),
+                "--keep-page-reporting" => a.keep_page_reporting = true,
                 "-h" | "--help" => {
                     print!("{HELP}");
                     std::process::exit(0);
@@ -333,7 +345,7 @@ usage: cargo run --release --example bench -- [OPTIONS]
                 a
             }
         };
-        for method in ["auto", "buffer-ring", "copy-file-range"] {
+        for method in ["auto", "buffer-ring", "copy-file-range", "splice"] {
             v.push(Tool {
                 name: format!("cargo-fastcp io-uring {method}"),
                 family: Family::Ours,
@@ -1047,6 +1059,95 @@ usage: cargo run --release --example bench -- [OPTIONS]
         s
     }
 
+    const PAGE_REPORTING_ORDER: &str = "/sys/module/page_reporting/parameters/page_reporting_order";
+
+    /// Free page reporting switched off for the run, and how it was; the old order goes back
+    /// on drop. See the help text for why.
+    struct PageReporting {
+        was: Option<String>,
+        note: String,
+    }
+
+    impl PageReporting {
+        fn hold(keep: bool) -> PageReporting {
+            let Ok(was) = fs::read_to_string(PAGE_REPORTING_ORDER) else {
+                return PageReporting {
+                    was: None,
+                    note: "no free page reporting here".into(),
+                };
+            };
+            let was = was.trim().to_string();
+            if keep {
+                return PageReporting {
+                    was: None,
+                    note: format!("free page reporting left on (order {was}): expect noise"),
+                };
+            }
+            // Above MAX_PAGE_ORDER (10 on x86-64 and arm64): no free block is ever that large.
+            if let Err(e) = fs::write(PAGE_REPORTING_ORDER, "11") {
+                return PageReporting {
+                    was: None,
+                    note: format!(
+                        "free page reporting on (order {was}; cannot switch it off: {e}): expect noise"
+                    ),
+                };
+            }
+            let touched = touch_free_memory();
+            PageReporting {
+                note: format!(
+                    "free page reporting switched off for the run (order {was} -> 11, restored \
+                     after), then {:.1} GiB of free memory touched once",
+                    touched as f64 / (1u64 << 30) as f64
+                ),
+                was: Some(was),
+            }
+        }
+    }
+
+    impl Drop for PageReporting {
+        fn drop(&mut self) {
+            if let Some(was) = &self.was {
+                if let Err(e) = fs::write(PAGE_REPORTING_ORDER, was) {
+                    eprintln!("could not restore {PAGE_REPORTING_ORDER} to {was}: {e}");
+                }
+            }
+        }
+    }
+
+    /// Writes to all but 1 GiB of the free memory once, then frees it, so pages the host took
+    /// back are faulted in now rather than inside a timed copy. Returns the bytes touched.
+    fn touch_free_memory() -> u64 {
+        let free_kib = fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|m| {
+                m.lines()
+                    .find(|l| l.starts_with("MemFree:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|kb| kb.parse::<u64>().ok())
+            })
+            .unwrap_or(0);
+        let bytes = (free_kib << 10).saturating_sub(1 << 30);
+        eprintln!(
+            "touching {:.1} GiB of free memory once ...",
+            bytes as f64 / (1u64 << 30) as f64
+        );
+        // In steps, so a failed allocation costs one step, not the whole touch.
+        let step = 256usize << 20;
+        let mut held: Vec<Vec<u8>> = Vec::new();
+        let mut done = 0u64;
+        while done + step as u64 <= bytes {
+            let mut v: Vec<u8> = Vec::new();
+            if v.try_reserve_exact(step).is_err() {
+                break;
+            }
+            v.resize(step, 1);
+            held.push(v);
+            done += step as u64;
+        }
+        drop(held);
+        done
+    }
+
     fn build_bin(args: &Args) -> Result<PathBuf> {
         if let Some(b) = &args.bin {
             return Ok(b.clone());
@@ -1101,10 +1202,12 @@ usage: cargo run --release --example bench -- [OPTIONS]
         fs::create_dir_all(&probe_dir).map_err(|e| e.to_string())?;
         fs::write(probe_dir.join("f"), b"x").map_err(|e| e.to_string())?;
         let io_uring = io_uring_unavailable(&bin, &probe_dir, "f")?;
+        let reporting = PageReporting::hold(args.keep_page_reporting);
 
         let mut report = String::new();
         let _ = writeln!(report, "## Machine and command\n");
         report.push_str(&machine(&args, &bin, &io_uring));
+        let _ = writeln!(report, "- memory: {}", reporting.note);
         eprint!("{report}");
 
         let stamp = std::time::SystemTime::now()

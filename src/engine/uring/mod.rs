@@ -25,7 +25,7 @@ pub use ring::PoolShape;
 
 /// Files at least this large go to the in-kernel copy under `--copy-method auto`; smaller ones
 /// through the buffer ring. Measured on this machine: see docs/copy-method.md.
-pub const DEFAULT_THRESHOLD: u64 = 256 << 10;
+pub const DEFAULT_THRESHOLD: u64 = 64 << 10;
 /// Bytes per pool buffer.
 pub const DEFAULT_BUFFER_LEN: usize = 128 << 10;
 /// Chunks of one file in flight at once (buffer-ring method).
