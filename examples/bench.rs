@@ -62,6 +62,9 @@ usage: cargo run --release --example bench -- [OPTIONS]
   --markdown FILE    also write the report (markdown) to FILE
   --keep-page-reporting
                      leave the guest's free page reporting on (see below)
+  --cold             time the corpora with a cold page cache: `sync` and
+                     `echo 3 > /proc/sys/vm/drop_caches` before each run instead of reading the
+                     source (needs root; --stage is unaffected)
 
 In a VM with virtio-balloon free page reporting (dmesg: \"Free page reporting enabled\"), the
 guest hands every freed page back to the host, and the next write to it takes a host fault:
@@ -85,6 +88,7 @@ once, so pages reported earlier are backed again; and puts the old value back at
         cooldown: Duration,
         markdown: Option<PathBuf>,
         keep_page_reporting: bool,
+        cold: bool,
     }
 
     fn parse_args() -> Result<Args> {
@@ -103,6 +107,7 @@ once, so pages reported earlier are backed again; and puts the old value back at
             cooldown: Duration::from_secs(65),
             markdown: None,
             keep_page_reporting: false,
+            cold: false,
         };
         let mut it = std::env::args_os().skip(1);
         let list = |s: String| -> Vec<String> {
@@ -143,6 +148,7 @@ once, so pages reported earlier are backed again; and puts the old value back at
                 }
                 "--markdown" => a.markdown = Some(PathBuf::from(val("--markdown")?)),
                 "--keep-page-reporting" => a.keep_page_reporting = true,
+                "--cold" => a.cold = true,
                 "-h" | "--help" => {
                     print!("{HELP}");
                     std::process::exit(0);
@@ -261,6 +267,12 @@ once, so pages reported earlier are backed again; and puts the old value back at
     }
 
     /// Reads every file once so the timed runs start with the source in the page cache.
+    /// Empties the page cache, dentries and inodes (`--cold`).
+    fn drop_all_caches() -> Result<()> {
+        fs::write("/proc/sys/vm/drop_caches", "3")
+            .map_err(|e| format!("--cold: cannot write /proc/sys/vm/drop_caches (root only): {e}"))
+    }
+
     fn warm(files: &[(PathBuf, u64)]) {
         let mut buf = vec![0u8; 1 << 20];
         for (p, _) in files {
@@ -599,11 +611,20 @@ once, so pages reported earlier are backed again; and puts the old value back at
             })
             .collect();
         eprintln!(
-            "corpus {profile}: {} files, {:.1} MiB; warming the page cache",
+            "corpus {profile}: {} files, {:.1} MiB; {}",
             files.len(),
-            total as f64 / (1 << 20) as f64
+            total as f64 / (1 << 20) as f64,
+            if args.cold {
+                "page cache dropped before each run"
+            } else {
+                "warming the page cache"
+            }
         );
-        warm(&files);
+        if args.cold {
+            drop_all_caches()?;
+        } else {
+            warm(&files);
+        }
         let base = copies.dir.join(profile);
         fs::create_dir_all(&base).map_err(|e| format!("{}: {e}", base.display()))?;
         let active: Vec<usize> = (0..tools.len())
@@ -630,7 +651,11 @@ once, so pages reported earlier are backed again; and puts the old value back at
                 }
                 let dst = base.join(format!("{}-run{run}", tool.name.replace(' ', "_")));
                 sync();
-                warm(&files);
+                if args.cold {
+                    drop_all_caches()?;
+                } else {
+                    warm(&files);
+                }
                 let argv = (tool.argv)(&src, &dst);
                 let t = Instant::now();
                 let out = Command::new(&argv[0])
@@ -671,7 +696,12 @@ once, so pages reported earlier are backed again; and puts the old value back at
                 drop_cache(&dst);
             }
         }
-        write_table(report, profile, &files, total, &rows);
+        let title = if args.cold {
+            format!("{profile} (cold page cache)")
+        } else {
+            profile.to_string()
+        };
+        write_table(report, &title, &files, total, &rows);
         Ok(())
     }
 
@@ -1053,8 +1083,14 @@ once, so pages reported earlier are backed again; and puts the old value back at
         );
         let _ = writeln!(
             s,
-            "- scale {}, {} runs per tool (medians), page cache warm, fresh directory per run",
-            args.scale, args.runs
+            "- scale {}, {} runs per tool (medians), page cache {}, fresh directory per run",
+            args.scale,
+            args.runs,
+            if args.cold {
+                "cold (dropped before each run)"
+            } else {
+                "warm"
+            }
         );
         s
     }

@@ -36,7 +36,7 @@ pub struct Worker<'a, 'c> {
     pub pipes: RefCell<Vec<Pipe>>,
 }
 
-/// Both ends of a pipe, and how many bytes it holds.
+/// Both ends of a pipe, and how many bytes it can hold.
 pub struct Pipe {
     rx: File,
     tx: File,

@@ -211,8 +211,9 @@ fn splice_copies_every_size() {
     copy_all_sizes(CopyMethod::Splice);
 }
 
-/// The splice route moves at most one pipe's worth per step: sizes around that, with a pipe
-/// reused from file to file (one lane, so every file takes the same pipe in turn).
+/// The splice route moves at most one pipe's worth per step: sizes around that, with pipes
+/// reused from file to file (one lane per worker, so each worker's files take its one pipe in
+/// turn).
 #[test]
 fn splice_copies_around_the_pipe_size() {
     if !uring_or_skip() {
