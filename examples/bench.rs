@@ -1018,17 +1018,9 @@ once, so pages reported earlier are backed again; and puts the old value back at
     fn machine(args: &Args, bin: &Path, io_uring: &Option<String>) -> String {
         let mut s = String::new();
         let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
-        let mem = fs::read_to_string("/proc/meminfo")
-            .ok()
-            .and_then(|m| {
-                m.lines()
-                    .find(|l| l.starts_with("MemTotal:"))
-                    .and_then(|l| l.split_whitespace().nth(1))
-                    .and_then(|kb| kb.parse::<u64>().ok())
-            })
-            .map_or("?".into(), |kb| {
-                format!("{:.1} GiB", kb as f64 / (1 << 20) as f64)
-            });
+        let mem = meminfo_kib("MemTotal:").map_or("?".into(), |kb| {
+            format!("{:.1} GiB", kb as f64 / (1 << 20) as f64)
+        });
         // findmnt names ext4 correctly (`stat -f` says ext2/ext3) and shows the mount options.
         let mount = sh(
             "findmnt",
@@ -1150,18 +1142,17 @@ once, so pages reported earlier are backed again; and puts the old value back at
         }
     }
 
+    /// A `/proc/meminfo` field (`key` with its colon), in KiB.
+    fn meminfo_kib(key: &str) -> Option<u64> {
+        let m = fs::read_to_string("/proc/meminfo").ok()?;
+        let line = m.lines().find(|l| l.starts_with(key))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    }
+
     /// Writes to all but 1 GiB of the free memory once, then frees it, so pages the host took
     /// back are faulted in now rather than inside a timed copy. Returns the bytes touched.
     fn touch_free_memory() -> u64 {
-        let free_kib = fs::read_to_string("/proc/meminfo")
-            .ok()
-            .and_then(|m| {
-                m.lines()
-                    .find(|l| l.starts_with("MemFree:"))
-                    .and_then(|l| l.split_whitespace().nth(1))
-                    .and_then(|kb| kb.parse::<u64>().ok())
-            })
-            .unwrap_or(0);
+        let free_kib = meminfo_kib("MemFree:").unwrap_or(0);
         let bytes = (free_kib << 10).saturating_sub(1 << 30);
         eprintln!(
             "touching {:.1} GiB of free memory once ...",
