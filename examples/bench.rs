@@ -61,7 +61,7 @@ usage: cargo run --release --example bench -- [OPTIONS]
                      for 60 s, which slows the next copy)
   --markdown FILE    also write the report (markdown) to FILE
   --keep-page-reporting
-                     leave the guest's free page reporting on (see below)
+                     leave the free page reporting setting as it is (see below)
   --cold             time the corpora with a cold page cache: `sync` and
                      `echo 3 > /proc/sys/vm/drop_caches` before each run instead of reading the
                      source (needs root; --stage is unaffected)
@@ -266,13 +266,20 @@ once, so pages reported earlier are backed again; and puts the old value back at
         out
     }
 
-    /// Reads every file once so the timed runs start with the source in the page cache.
-    /// Empties the page cache, dentries and inodes (`--cold`).
-    fn drop_all_caches() -> Result<()> {
-        fs::write("/proc/sys/vm/drop_caches", "3")
-            .map_err(|e| format!("--cold: cannot write /proc/sys/vm/drop_caches (root only): {e}"))
+    /// Puts the source in the state a timed run starts from: read once, so it is in the page
+    /// cache, or with `--cold` the page cache, dentries and inodes dropped.
+    fn prime(cold: bool, files: &[(PathBuf, u64)]) -> Result<()> {
+        if cold {
+            fs::write("/proc/sys/vm/drop_caches", "3").map_err(|e| {
+                format!("--cold: cannot write /proc/sys/vm/drop_caches (root only): {e}")
+            })
+        } else {
+            warm(files);
+            Ok(())
+        }
     }
 
+    /// Reads every file once so the timed runs start with the source in the page cache.
     fn warm(files: &[(PathBuf, u64)]) {
         let mut buf = vec![0u8; 1 << 20];
         for (p, _) in files {
@@ -620,11 +627,7 @@ once, so pages reported earlier are backed again; and puts the old value back at
                 "warming the page cache"
             }
         );
-        if args.cold {
-            drop_all_caches()?;
-        } else {
-            warm(&files);
-        }
+        prime(args.cold, &files)?;
         let base = copies.dir.join(profile);
         fs::create_dir_all(&base).map_err(|e| format!("{}: {e}", base.display()))?;
         let active: Vec<usize> = (0..tools.len())
@@ -651,11 +654,7 @@ once, so pages reported earlier are backed again; and puts the old value back at
                 }
                 let dst = base.join(format!("{}-run{run}", tool.name.replace(' ', "_")));
                 sync();
-                if args.cold {
-                    drop_all_caches()?;
-                } else {
-                    warm(&files);
-                }
+                prime(args.cold, &files)?;
                 let argv = (tool.argv)(&src, &dst);
                 let t = Instant::now();
                 let out = Command::new(&argv[0])
@@ -1108,7 +1107,7 @@ once, so pages reported earlier are backed again; and puts the old value back at
             if keep {
                 return PageReporting {
                     was: None,
-                    note: format!("free page reporting left on (order {was}): expect noise"),
+                    note: format!("free page reporting setting left as it is (order {was})"),
                 };
             }
             // Above MAX_PAGE_ORDER (10 on x86-64 and arm64): no free block is ever that large.
