@@ -1200,15 +1200,20 @@ fn case07_source_truncated_during_the_run_is_reported_not_copied_short() {
     const NAME: &str = "case07_source_truncated_during_the_run_is_reported_not_copied_short";
     let t = tmp();
     let src = t.path().join("src");
-    for i in 0..400 {
+    for i in 0..2000 {
         put(&src.join(format!("a/{i:04}.txt")), &noise(512, i));
     }
-    let victim = src.join("z_changing.bin");
+    // Last in the (sorted) walk, and under the 1 MiB from which files are queued first: with
+    // one worker it is copied after the 2000 others, well after the truncation below.
+    let victim = src.join("z/z_changing.bin");
     for engine in variants(NAME) {
-        put(&victim, &noise(8 << 20, 7));
+        put(&victim, &noise(900 << 10, 7));
         let out = t.path().join(format!("out-trunc-{engine}"));
+        // An out-dir that already holds a file: the whole tree is planned before anything is
+        // written (a new one would be copied while the walk runs, and the victim, walked last,
+        // would be planned after the truncation). So `a/` appearing means planning is over.
+        put(&out.join("already-here.txt"), b"kept");
         let mut c = fastcp(t.path());
-        // One worker: the large file is copied last, well after planning.
         c.arg("-o").arg(&out).args(eargs(engine)).args([
             "--from",
             "src",
@@ -1219,15 +1224,15 @@ fn case07_source_truncated_during_the_run_is_reported_not_copied_short() {
             "**",
         ]);
         let mut p = spawn(c);
-        while !out.exists() && !p.exited() {
+        while !out.join("a").exists() && !p.exited() {
             std::thread::sleep(Duration::from_micros(200));
         }
-        // Planned at 8 MiB; now 1 MiB.
+        // Planned at 900 KiB; now 100 KiB.
         fs::OpenOptions::new()
             .write(true)
             .open(&victim)
             .unwrap()
-            .set_len(1 << 20)
+            .set_len(100 << 10)
             .unwrap();
         let d = p.wait();
         let lines = d.json();
@@ -1245,7 +1250,7 @@ fn case07_source_truncated_during_the_run_is_reported_not_copied_short() {
         );
         d.expect_code(1, engine);
         assert!(
-            fs::symlink_metadata(out.join("z_changing.bin")).is_err(),
+            fs::symlink_metadata(out.join("z/z_changing.bin")).is_err(),
             "no short copy under the final name ({engine})"
         );
         assert_copied_sizes_match_json(&lines);
