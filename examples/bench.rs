@@ -68,7 +68,7 @@ usage: cargo run --release --example bench -- [OPTIONS]
 
 In a VM with virtio-balloon free page reporting (dmesg: \"Free page reporting enabled\"), the
 guest hands every freed page back to the host, and the next write to it takes a host fault:
-copies then run up to 20x slower right after any deletion, drop_caches or fadvise. Where
+copies then run up to about 10x slower after any deletion, drop_caches or fadvise. Where
 /sys/module/page_reporting/parameters/page_reporting_order is writable (root), the bench raises
 it above the largest page order for the run, so nothing is reported; touches the free memory
 once, so pages reported earlier are backed again; and puts the old value back at the end.
