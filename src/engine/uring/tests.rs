@@ -175,14 +175,19 @@ fn edge_sizes(len: usize) -> Vec<usize> {
 }
 
 fn copy_all_sizes(method: CopyMethod) {
+    let len = 64 << 10;
+    copy_sizes(tuning(method, 16, len, 8), &edge_sizes(len));
+}
+
+/// Copies files of `sizes` with `t`: every one copied, every byte reported, all faithful.
+fn copy_sizes(t: Tuning, sizes: &[usize]) {
     if !uring_or_skip() {
         return;
     }
     let tmp = tempfile::tempdir().expect("tmp");
-    let len = 64 << 10;
-    let sources = make_sources(&tmp.path().join("src"), &edge_sizes(len));
+    let sources = make_sources(&tmp.path().join("src"), sizes);
     let plan = plan_for(&sources, &tmp.path().join("out"));
-    let (summary, sink) = run(&plan, tuning(method, 16, len, 8));
+    let (summary, sink) = run(&plan, t);
     let failed = sink.failed.lock().expect("lock");
     assert!(failed.is_empty(), "{failed:?}");
     assert_eq!(summary.files, sources.len());
@@ -216,20 +221,9 @@ fn splice_copies_every_size() {
 /// turn).
 #[test]
 fn splice_copies_around_the_pipe_size() {
-    if !uring_or_skip() {
-        return;
-    }
-    let tmp = tempfile::tempdir().expect("tmp");
     let cap = super::copy::PIPE_BYTES as usize;
     let sizes = [cap - 1, cap, cap + 1, 3 * cap, 0, 65_536, 65_537, 1];
-    let sources = make_sources(&tmp.path().join("src"), &sizes);
-    let plan = plan_for(&sources, &tmp.path().join("out"));
-    let (summary, sink) = run(&plan, tuning(CopyMethod::Splice, 16, 4096, 1));
-    let failed = sink.failed.lock().expect("lock");
-    assert!(failed.is_empty(), "{failed:?}");
-    assert_eq!(summary.files, sizes.len());
-    assert_eq!(sink.progress.load(Ordering::Relaxed), plan.total_bytes());
-    assert_faithful(&plan);
+    copy_sizes(tuning(CopyMethod::Splice, 16, 4096, 1), &sizes);
 }
 
 /// Far more files in flight (2 workers x 64 lanes) than buffers (4 per ring): reads must wait
