@@ -50,7 +50,7 @@ usage: cargo run --release --example bench -- [OPTIONS]
   --dir DIR          work directory for corpora and copies (default <repo>/../bench-tmp);
                      must be on the filesystem you want to measure
   --shared DIR       the shared bench scripts (default <repo>/../shared/bench)
-  --bin PATH         cargo-fastcp binary (default: build and use target/release/cargo-fastcp)
+  --bin PATH         cargo-fastcp binary (default: build it with this example's profile)
   --tools LIST       only these tools (names as in the table, comma-separated)
   --stage            also measure staging examples/demo-workspace's release artifacts:
                      cargo fastcp (cargo metadata included) against plain cp of the same files
@@ -1179,11 +1179,25 @@ once, so pages reported earlier are backed again; and puts the old value back at
             return Ok(b.clone());
         }
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        eprintln!("building cargo-fastcp (release) ...");
+        // This example runs from <target>/<profile>/examples/; the binary is built with the same
+        // profile into <target>/<profile>/: release (stripped, as shipped) or bench-symbols
+        // (release code with line tables, for perf).
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .ok_or("cannot locate the target directory")?;
+        let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+            Some("debug") => "dev",
+            Some(name) => name,
+            None => "release",
+        };
+        eprintln!("building cargo-fastcp (profile {profile}) ...");
         let st = Command::new(cargo)
             .args([
                 "build",
-                "--release",
+                "--profile",
+                profile,
                 "--quiet",
                 "--bin",
                 "cargo-fastcp",
@@ -1193,15 +1207,9 @@ once, so pages reported earlier are backed again; and puts the old value back at
             .status()
             .map_err(|e| e.to_string())?;
         if !st.success() {
-            return Err(format!("cargo build --release failed: {st}"));
+            return Err(format!("cargo build --profile {profile} failed: {st}"));
         }
-        // This example runs from <target>/release/examples/; the binary sits in <target>/release/.
-        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-        let bin = exe
-            .parent()
-            .and_then(Path::parent)
-            .map(|d| d.join("cargo-fastcp"))
-            .ok_or("cannot locate the target directory")?;
+        let bin = profile_dir.join("cargo-fastcp");
         if !bin.is_file() {
             return Err(format!("{} is missing after the build", bin.display()));
         }
