@@ -2,9 +2,10 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use cargo_metadata::{CrateType, Metadata, MetadataCommand, Package, TargetKind};
+use cargo_metadata::{CrateType, Metadata, MetadataCommand, Package, Target, TargetKind};
 
-use crate::config::{Config, CrateKind};
+use crate::cargo::naming::{profile_dir, Platform};
+use crate::config::{Config, CrateKind, TargetSelection};
 use crate::error::PlanError;
 use crate::plan::{Job, Kind, Op, Plan};
 use crate::walk::{JobSink, PatternWalk};
@@ -335,120 +336,265 @@ fn names<'a>(it: impl Iterator<Item = &'a str>) -> String {
     }
 }
 
-/// The directory cargo puts a profile's outputs in.
-pub fn profile_dir(profile: &str) -> &str {
-    match profile {
-        "dev" | "test" => "debug",
-        "bench" => "release",
-        other => other,
-    }
+/// A target of a selected package that the selection wants, and how `cargo build` names it.
+struct Selected<'m> {
+    pkg: &'m Package,
+    target: &'m Target,
+    role: Role,
 }
 
-/// File naming conventions of a target platform.
+/// What a target is to the selection flags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Platform {
-    Unix,
-    Apple,
-    Msvc,
-    WinGnu,
-    Wasm,
+enum Role {
+    Bin,
+    Example,
+    Lib,
 }
 
-impl Platform {
-    fn of(triple: Option<&str>) -> Platform {
-        match triple {
-            None => Platform::host(),
-            Some(t) if t.starts_with("wasm32") || t.starts_with("wasm64") => Platform::Wasm,
-            Some(t) if t.contains("windows-msvc") => Platform::Msvc,
-            Some(t) if t.contains("windows-gnu") => Platform::WinGnu,
-            Some(t) if t.contains("-apple-") => Platform::Apple,
-            Some(_) => Platform::Unix,
-        }
-    }
-
-    fn host() -> Platform {
-        if cfg!(all(windows, target_env = "msvc")) {
-            Platform::Msvc
-        } else if cfg!(windows) {
-            Platform::WinGnu
-        } else if cfg!(target_vendor = "apple") {
-            Platform::Apple
+impl Role {
+    fn of(target: &Target) -> Option<Role> {
+        if target.kind.contains(&TargetKind::Bin) {
+            Some(Role::Bin)
+        } else if target.kind.contains(&TargetKind::Example) {
+            Some(Role::Example)
+        } else if is_lib_target(&target.kind) {
+            Some(Role::Lib)
         } else {
-            Platform::Unix
+            None
         }
     }
+}
 
-    /// File names cargo writes for one crate kind of one target, with the kind each file counts as.
-    fn files(self, ck: CrateKind, name: &str, debug_files: bool) -> Vec<(String, Kind)> {
-        let lib = name.replace('-', "_");
-        let mut v = Vec::new();
-        match ck {
-            CrateKind::Bin | CrateKind::Example => {
-                let kind = if ck == CrateKind::Bin {
-                    Kind::Bin
-                } else {
-                    Kind::Example
-                };
-                match self {
-                    Platform::Msvc | Platform::WinGnu => v.push((format!("{name}.exe"), kind)),
-                    Platform::Wasm => v.push((format!("{name}.wasm"), kind)),
-                    _ => v.push((name.to_string(), kind)),
+impl Selected<'_> {
+    /// The `cargo build` flag that builds exactly this target.
+    fn flag(&self) -> String {
+        match self.role {
+            Role::Bin => format!("--bin {}", self.target.name),
+            Role::Example => format!("--example {}", self.target.name),
+            Role::Lib => "--lib".to_string(),
+        }
+    }
+}
+
+/// Where one `--target` (or the host) puts its artifacts, and where they go in the out-dir.
+struct Layout<'a> {
+    triple: Option<&'a str>,
+    platform: Platform,
+    /// `<target-dir>[/<triple>]/<profile-dir>`.
+    dir: PathBuf,
+    /// `<target-dir>/<profile-dir>`: proc-macros are host artifacts even with `--target`.
+    host_dir: PathBuf,
+    /// The out-dir, or `<out-dir>/<triple>` when several triples are staged.
+    out: PathBuf,
+}
+
+/// One file the selection expects cargo to have written.
+struct Expected {
+    /// The directory it is in and its name there (`.dSYM` bundles are directories).
+    dir: PathBuf,
+    file: String,
+    kind: Kind,
+    out: PathBuf,
+}
+
+/// Turns the selection into the artifact files it names, in four steps: which packages
+/// ([`selected_packages`]), which of their targets ([`selected_targets`]), which crate kinds of
+/// them ([`wanted_kinds`]), and in which target-dir layouts ([`layouts`]). Each expected file is
+/// then found on disk ([`stage_expected`]) or reported missing with the command that builds it.
+fn artifact_jobs(
+    cfg: &Config,
+    meta: &Metadata,
+    target_dir: &Path,
+    out_dir: &Path,
+) -> Result<Vec<Job>, PlanError> {
+    let packages = selected_packages(cfg, meta)?;
+    check_named_targets(&cfg.targets, &packages)?;
+    let kinds = wanted_kinds(&cfg.targets);
+    let targets = selected_targets(&cfg.targets, &packages);
+    let layouts = layouts(cfg, target_dir, out_dir);
+    let mut jobs = Vec::new();
+    let mut missing = Vec::new();
+    for layout in &layouts {
+        for sel in &targets {
+            for exp in expected_files(layout, sel, &kinds, cfg.debug_files) {
+                if !stage_expected(&exp, &sel.pkg.name, &mut jobs)? {
+                    let cmd = build_command(cfg, layout.triple, &sel.pkg.name, &sel.flag());
+                    missing.push((exp.dir.join(&exp.file), cmd));
                 }
-                if debug_files {
-                    match self {
-                        Platform::Msvc => v.push((format!("{lib}.pdb"), Kind::DebugInfo)),
-                        Platform::Apple => v.push((format!("{name}.dSYM"), Kind::DebugInfo)),
-                        _ => {}
-                    }
-                }
-            }
-            CrateKind::Cdylib | CrateKind::Dylib => {
-                let kind = if ck == CrateKind::Cdylib {
-                    Kind::Cdylib
-                } else {
-                    Kind::Dylib
-                };
-                match self {
-                    Platform::Unix => v.push((format!("lib{lib}.so"), kind)),
-                    Platform::Apple => v.push((format!("lib{lib}.dylib"), kind)),
-                    Platform::Msvc => {
-                        v.push((format!("{lib}.dll"), kind));
-                        v.push((format!("{lib}.dll.lib"), kind));
-                    }
-                    Platform::WinGnu => {
-                        v.push((format!("{lib}.dll"), kind));
-                        v.push((format!("lib{lib}.dll.a"), kind));
-                    }
-                    Platform::Wasm => v.push((format!("{lib}.wasm"), kind)),
-                }
-                if debug_files {
-                    match self {
-                        Platform::Msvc => v.push((format!("{lib}.pdb"), Kind::DebugInfo)),
-                        Platform::Apple => {
-                            v.push((format!("lib{lib}.dylib.dSYM"), Kind::DebugInfo))
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            CrateKind::Staticlib => match self {
-                Platform::Msvc => v.push((format!("{lib}.lib"), Kind::Staticlib)),
-                _ => v.push((format!("lib{lib}.a"), Kind::Staticlib)),
-            },
-            CrateKind::Rlib => v.push((format!("lib{lib}.rlib"), Kind::Rlib)),
-            CrateKind::ProcMacro => {
-                // Proc-macros always build for the host.
-                let host = Platform::host();
-                let file = match host {
-                    Platform::Apple => format!("lib{lib}.dylib"),
-                    Platform::Msvc | Platform::WinGnu => format!("{lib}.dll"),
-                    _ => format!("lib{lib}.so"),
-                };
-                v.push((file, Kind::ProcMacro));
             }
         }
-        v
     }
+    if !missing.is_empty() {
+        return Err(PlanError::MissingArtifacts(missing));
+    }
+    if jobs.is_empty() {
+        let kinds: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+        return Err(PlanError::NothingSelected {
+            packages: names(packages.iter().map(|p| p.name.as_str())),
+            kinds: kinds.join(", "),
+        });
+    }
+    Ok(jobs)
+}
+
+/// Crate kinds to stage: `--crate-type` if given; every kind when a target is named (`--lib`
+/// means the rlib too); otherwise what ships: bins, cdylibs, staticlibs, dylibs.
+fn wanted_kinds(sel: &TargetSelection) -> Vec<CrateKind> {
+    if !sel.crate_types.is_empty() {
+        sel.crate_types.clone()
+    } else if sel.names_targets() {
+        CrateKind::ALL.to_vec()
+    } else {
+        vec![
+            CrateKind::Bin,
+            CrateKind::Cdylib,
+            CrateKind::Staticlib,
+            CrateKind::Dylib,
+        ]
+    }
+}
+
+/// Every target named by `--bin`/`--example`/`--lib` exists in the selected packages.
+fn check_named_targets(sel: &TargetSelection, packages: &[&Package]) -> Result<(), PlanError> {
+    let all_targets = || packages.iter().flat_map(|p| p.targets.iter());
+    for (wanted, kind, label) in [
+        (&sel.bins, TargetKind::Bin, "bin"),
+        (&sel.examples, TargetKind::Example, "example"),
+    ] {
+        for name in wanted {
+            if !all_targets().any(|t| t.kind.contains(&kind) && &t.name == name) {
+                return Err(PlanError::UnknownTarget {
+                    kind: label,
+                    name: name.clone(),
+                    available: names(
+                        all_targets()
+                            .filter(|t| t.kind.contains(&kind))
+                            .map(|t| t.name.as_str()),
+                    ),
+                });
+            }
+        }
+    }
+    if sel.lib && !all_targets().any(|t| is_lib_target(&t.kind)) {
+        return Err(PlanError::NoLib);
+    }
+    Ok(())
+}
+
+/// The targets of the selected packages that the target flags pick: the named ones, or without
+/// target flags every bin, lib and example (the crate kinds then narrow them).
+fn selected_targets<'m>(sel: &TargetSelection, packages: &[&'m Package]) -> Vec<Selected<'m>> {
+    let mut out = Vec::new();
+    for pkg in packages {
+        for target in &pkg.targets {
+            let Some(role) = Role::of(target) else {
+                continue;
+            };
+            if wants(sel, role, &target.name) {
+                out.push(Selected { pkg, target, role });
+            }
+        }
+    }
+    out
+}
+
+/// Whether the target flags pick a target of this role and name.
+fn wants(sel: &TargetSelection, role: Role, name: &str) -> bool {
+    if !sel.names_targets() {
+        return true;
+    }
+    match role {
+        Role::Bin => sel.all_bins || sel.bins.iter().any(|b| b == name),
+        Role::Example => sel.all_examples || sel.examples.iter().any(|e| e == name),
+        Role::Lib => sel.lib,
+    }
+}
+
+/// One layout per `--target` (or the host's when none is given).
+fn layouts<'c>(cfg: &'c Config, target_dir: &Path, out_dir: &Path) -> Vec<Layout<'c>> {
+    let triples: Vec<Option<&str>> = if cfg.triples.is_empty() {
+        vec![None]
+    } else {
+        cfg.triples.iter().map(|t| Some(t.as_str())).collect()
+    };
+    let pdir = profile_dir(cfg.profile());
+    triples
+        .iter()
+        .map(|&triple| Layout {
+            triple,
+            platform: Platform::of(triple),
+            dir: match triple {
+                Some(t) => target_dir.join(t).join(pdir),
+                None => target_dir.join(pdir),
+            },
+            host_dir: target_dir.join(pdir),
+            out: match triple {
+                Some(t) if triples.len() > 1 => out_dir.join(t),
+                _ => out_dir.to_path_buf(),
+            },
+        })
+        .collect()
+}
+
+/// The files one selected target leaves in one layout, for the wanted crate kinds.
+fn expected_files(
+    layout: &Layout<'_>,
+    sel: &Selected<'_>,
+    kinds: &[CrateKind],
+    debug_files: bool,
+) -> Vec<Expected> {
+    let mut out = Vec::new();
+    for ck in crate_kinds(&sel.target.kind, &sel.target.crate_types) {
+        if !kinds.contains(&ck) {
+            continue;
+        }
+        let dir = if ck == CrateKind::ProcMacro {
+            layout.host_dir.clone()
+        } else if sel.role == Role::Example {
+            layout.dir.join("examples")
+        } else {
+            layout.dir.clone()
+        };
+        for (file, kind) in layout.platform.files(ck, &sel.target.name, debug_files) {
+            out.push(Expected {
+                dir: dir.clone(),
+                file,
+                kind,
+                out: layout.out.clone(),
+            });
+        }
+    }
+    out
+}
+
+/// Adds the jobs that copy one expected file (a `.dSYM` bundle: its whole tree); `false` when
+/// it is not there.
+fn stage_expected(exp: &Expected, package: &str, jobs: &mut Vec<Job>) -> Result<bool, PlanError> {
+    let src = exp.dir.join(&exp.file);
+    let Ok(md) = std::fs::metadata(&src) else {
+        return Ok(false);
+    };
+    if md.is_dir() {
+        let walk = PatternWalk {
+            base: &exp.dir,
+            out_dir: &exp.out,
+            excludes: &[],
+            follow: false,
+            prune: Vec::new(),
+        };
+        jobs.extend(walk.collect(std::slice::from_ref(&exp.file))?);
+    } else {
+        let dst = exp.out.join(&exp.file);
+        jobs.push(Job::from_metadata(
+            src,
+            dst,
+            exp.kind,
+            Some(package.to_string()),
+            &md,
+            Op::Copy,
+        ));
+    }
+    Ok(true)
 }
 
 fn crate_kinds(kinds: &[TargetKind], crate_types: &[CrateType]) -> Vec<CrateKind> {
@@ -508,204 +654,135 @@ fn build_command(cfg: &Config, triple: Option<&str>, pkg: &str, target: &str) ->
     cmd.push_str(&format!(" -p {pkg} {target}"));
     cmd
 }
-
-fn artifact_jobs(
-    cfg: &Config,
-    meta: &Metadata,
-    target_dir: &Path,
-    out_dir: &Path,
-) -> Result<Vec<Job>, PlanError> {
-    let packages = selected_packages(cfg, meta)?;
-    let sel = &cfg.targets;
-    let kinds: Vec<CrateKind> = if !sel.crate_types.is_empty() {
-        sel.crate_types.clone()
-    } else if sel.names_targets() {
-        CrateKind::ALL.to_vec()
-    } else {
-        vec![
-            CrateKind::Bin,
-            CrateKind::Cdylib,
-            CrateKind::Staticlib,
-            CrateKind::Dylib,
-        ]
-    };
-    let all_targets = || packages.iter().flat_map(|p| p.targets.iter());
-    for (wanted, kind, label) in [
-        (&sel.bins, TargetKind::Bin, "bin"),
-        (&sel.examples, TargetKind::Example, "example"),
-    ] {
-        for name in wanted {
-            if !all_targets().any(|t| t.kind.contains(&kind) && &t.name == name) {
-                return Err(PlanError::UnknownTarget {
-                    kind: label,
-                    name: name.clone(),
-                    available: names(
-                        all_targets()
-                            .filter(|t| t.kind.contains(&kind))
-                            .map(|t| t.name.as_str()),
-                    ),
-                });
-            }
-        }
-    }
-    if sel.lib && !all_targets().any(|t| is_lib_target(&t.kind)) {
-        return Err(PlanError::NoLib);
-    }
-
-    let triples: Vec<Option<&str>> = if cfg.triples.is_empty() {
-        vec![None]
-    } else {
-        cfg.triples.iter().map(|t| Some(t.as_str())).collect()
-    };
-    let mut jobs = Vec::new();
-    let mut missing = Vec::new();
-    for &triple in &triples {
-        let platform = Platform::of(triple);
-        let pdir = profile_dir(cfg.profile());
-        let dir = match triple {
-            Some(t) => target_dir.join(t).join(pdir),
-            None => target_dir.join(pdir),
-        };
-        let out = match triple {
-            Some(t) if triples.len() > 1 => out_dir.join(t),
-            _ => out_dir.to_path_buf(),
-        };
-        for pkg in &packages {
-            for t in &pkg.targets {
-                let is_bin = t.kind.contains(&TargetKind::Bin);
-                let is_example = t.kind.contains(&TargetKind::Example);
-                let is_lib = is_lib_target(&t.kind);
-                let wanted = if sel.names_targets() {
-                    (is_bin && (sel.all_bins || sel.bins.contains(&t.name)))
-                        || (is_example && (sel.all_examples || sel.examples.contains(&t.name)))
-                        || (is_lib && sel.lib)
-                } else {
-                    is_bin || is_lib || is_example
-                };
-                if !wanted {
-                    continue;
-                }
-                let flag = if is_bin {
-                    format!("--bin {}", t.name)
-                } else if is_example {
-                    format!("--example {}", t.name)
-                } else {
-                    "--lib".to_string()
-                };
-                for ck in crate_kinds(&t.kind, &t.crate_types) {
-                    if !kinds.contains(&ck) {
-                        continue;
-                    }
-                    for (file, kind) in platform.files(ck, &t.name, cfg.debug_files) {
-                        let src_dir = if ck == CrateKind::ProcMacro && triple.is_some() {
-                            target_dir.join(pdir)
-                        } else if is_example {
-                            dir.join("examples")
-                        } else {
-                            dir.clone()
-                        };
-                        let src = src_dir.join(&file);
-                        match std::fs::metadata(&src) {
-                            Ok(md) => {
-                                let op = if md.is_dir() { Op::Dir } else { Op::Copy };
-                                let dst = out.join(&file);
-                                if md.is_dir() {
-                                    // dSYM bundles are directories: copy them whole.
-                                    let walk = PatternWalk {
-                                        base: &src_dir,
-                                        out_dir: &out,
-                                        excludes: &[],
-                                        follow: false,
-                                        prune: Vec::new(),
-                                    };
-                                    jobs.extend(walk.collect(std::slice::from_ref(&file))?);
-                                    continue;
-                                }
-                                jobs.push(Job::from_metadata(
-                                    src,
-                                    dst,
-                                    kind,
-                                    Some(pkg.name.clone()),
-                                    &md,
-                                    op,
-                                ));
-                            }
-                            Err(_) => {
-                                missing.push((src, build_command(cfg, triple, &pkg.name, &flag)))
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-    if !missing.is_empty() {
-        return Err(PlanError::MissingArtifacts(missing));
-    }
-    if jobs.is_empty() {
-        let kinds: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
-        return Err(PlanError::NothingSelected {
-            packages: names(packages.iter().map(|p| p.name.as_str())),
-            kinds: kinds.join(", "),
-        });
-    }
-    Ok(jobs)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn names_follow_the_triple() {
-        let f = |t, ck, n| {
-            Platform::of(Some(t))
-                .files(ck, n, true)
-                .into_iter()
-                .map(|(f, _)| f)
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(
-            f("x86_64-unknown-linux-gnu", CrateKind::Cdylib, "ffi-core"),
-            ["libffi_core.so"]
-        );
-        assert_eq!(
-            f("x86_64-unknown-linux-gnu", CrateKind::Bin, "app-cli"),
-            ["app-cli"]
-        );
-        assert_eq!(
-            f("aarch64-apple-darwin", CrateKind::Cdylib, "a-b"),
-            ["liba_b.dylib", "liba_b.dylib.dSYM"]
-        );
-        assert_eq!(
-            f("x86_64-pc-windows-msvc", CrateKind::Bin, "app-cli"),
-            ["app-cli.exe", "app_cli.pdb"]
-        );
-        assert_eq!(
-            f("x86_64-pc-windows-msvc", CrateKind::Staticlib, "a-b"),
-            ["a_b.lib"]
-        );
-        assert_eq!(
-            f("x86_64-pc-windows-gnu", CrateKind::Cdylib, "a"),
-            ["a.dll", "liba.dll.a"]
-        );
-        assert_eq!(
-            f("x86_64-pc-windows-gnu", CrateKind::Staticlib, "a"),
-            ["liba.a"]
-        );
-        assert_eq!(
-            f("wasm32-unknown-unknown", CrateKind::Cdylib, "a-b"),
-            ["a_b.wasm"]
-        );
-        assert_eq!(f("wasm32-wasip1", CrateKind::Bin, "app"), ["app.wasm"]);
+    /// A package as `cargo metadata` describes it, with `targets` given as (name, kinds,
+    /// crate types).
+    fn package(name: &str, targets: &[(&str, &[&str], &[&str])]) -> Package {
+        let targets: Vec<serde_json::Value> = targets
+            .iter()
+            .map(|(n, kinds, types)| {
+                serde_json::json!({
+                    "name": n, "kind": kinds, "crate_types": types,
+                    "src_path": format!("/ws/{name}/src/{n}.rs"),
+                    "edition": "2021", "doctest": false, "test": false, "doc": false,
+                })
+            })
+            .collect();
+        serde_json::from_value(serde_json::json!({
+            "name": name, "version": "0.1.0", "id": format!("path+file:///ws/{name}#0.1.0"),
+            "dependencies": [], "targets": targets, "features": {},
+            "manifest_path": format!("/ws/{name}/Cargo.toml"), "edition": "2021",
+        }))
+        .expect("a package as cargo metadata prints it")
+    }
+
+    fn app() -> Package {
+        package(
+            "app",
+            &[
+                ("app", &["bin"], &["bin"]),
+                ("app-admin", &["bin"], &["bin"]),
+                (
+                    "app",
+                    &["cdylib", "staticlib", "rlib"],
+                    &["cdylib", "staticlib", "rlib"],
+                ),
+                ("demo", &["example"], &["bin"]),
+                ("ex_ffi", &["example"], &["cdylib"]),
+                ("build-script-build", &["custom-build"], &["bin"]),
+            ],
+        )
+    }
+
+    /// The selected (target, crate kinds) pairs, after the crate-kind filter.
+    fn picked(sel: &TargetSelection) -> Vec<(String, Vec<CrateKind>)> {
+        let pkg = app();
+        let kinds = wanted_kinds(sel);
+        selected_targets(sel, &[&pkg])
+            .into_iter()
+            .map(|s| {
+                let ck: Vec<CrateKind> = crate_kinds(&s.target.kind, &s.target.crate_types)
+                    .into_iter()
+                    .filter(|k| kinds.contains(k))
+                    .collect();
+                (s.target.name.clone(), ck)
+            })
+            .filter(|(_, ck)| !ck.is_empty())
+            .collect()
+    }
+
+    fn owned(v: &[(&str, &[CrateKind])]) -> Vec<(String, Vec<CrateKind>)> {
+        v.iter().map(|(n, k)| (n.to_string(), k.to_vec())).collect()
     }
 
     #[test]
-    fn profile_dirs_match_cargo() {
-        assert_eq!(profile_dir("dev"), "debug");
-        assert_eq!(profile_dir("test"), "debug");
-        assert_eq!(profile_dir("release"), "release");
-        assert_eq!(profile_dir("bench"), "release");
-        assert_eq!(profile_dir("dist"), "dist");
+    fn by_default_what_ships_bins_cdylibs_staticlibs_dylibs() {
+        assert_eq!(
+            wanted_kinds(&TargetSelection::default()),
+            [
+                CrateKind::Bin,
+                CrateKind::Cdylib,
+                CrateKind::Staticlib,
+                CrateKind::Dylib
+            ]
+        );
+        assert_eq!(
+            picked(&TargetSelection::default()),
+            owned(&[
+                ("app", &[CrateKind::Bin]),
+                ("app-admin", &[CrateKind::Bin]),
+                ("app", &[CrateKind::Cdylib, CrateKind::Staticlib]),
+                ("ex_ffi", &[CrateKind::Cdylib]),
+            ])
+        );
+    }
+
+    #[test]
+    fn naming_a_target_takes_every_kind_it_builds() {
+        let sel = TargetSelection {
+            lib: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            picked(&sel),
+            owned(&[(
+                "app",
+                &[CrateKind::Cdylib, CrateKind::Staticlib, CrateKind::Rlib]
+            )])
+        );
+        let sel = TargetSelection {
+            examples: vec!["demo".into()],
+            bins: vec!["app-admin".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            picked(&sel),
+            owned(&[
+                ("app-admin", &[CrateKind::Bin]),
+                ("demo", &[CrateKind::Example])
+            ])
+        );
+    }
+
+    #[test]
+    fn crate_type_narrows_the_default_selection() {
+        let sel = TargetSelection {
+            crate_types: vec![CrateKind::Staticlib],
+            ..Default::default()
+        };
+        assert_eq!(picked(&sel), owned(&[("app", &[CrateKind::Staticlib])]));
+    }
+
+    #[test]
+    fn build_scripts_are_never_selected() {
+        let sel = TargetSelection {
+            all_bins: true,
+            ..Default::default()
+        };
+        let names: Vec<String> = picked(&sel).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["app", "app-admin"]);
     }
 }
