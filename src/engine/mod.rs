@@ -17,6 +17,7 @@ pub use queue::FileQueue;
 pub mod file;
 pub mod portable;
 pub mod queue;
+pub mod stage;
 #[cfg(test)]
 mod tests;
 #[cfg(target_os = "linux")]

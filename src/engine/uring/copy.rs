@@ -5,7 +5,6 @@ use std::cell::{Cell, RefCell};
 use std::fs::File as StdFile;
 use std::future::Future;
 use std::io;
-use std::mem::ManuallyDrop;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd};
 use std::path::Path;
 use std::pin::Pin;
@@ -17,6 +16,7 @@ use compio::io::{AsyncReadManagedAt, AsyncWriteAt};
 use super::exec::{Handoff, JoinAll, Permits};
 use super::kernel;
 use super::{Route, Tuning};
+use crate::engine::stage::{self, Staged};
 use crate::engine::{file, Ctx};
 use crate::error::CopyError;
 use crate::plan::{Job, Plan};
@@ -71,21 +71,6 @@ impl Pipe {
     }
 }
 
-fn interrupted(job: &Job) -> CopyError {
-    CopyError::Interrupted {
-        path: job.src.clone(),
-    }
-}
-
-/// Runs `f` on a std `File` borrowing `fd` (for fchmod/futimens, which compio offers only
-/// through its blocking pool, and which cost a microsecond when done in place).
-fn with_std<R>(fd: &impl AsRawFd, f: impl FnOnce(&StdFile) -> R) -> R {
-    // SAFETY: `fd` stays open for the whole call (its owner is borrowed), and ManuallyDrop keeps
-    // this temporary File from closing it.
-    let file = ManuallyDrop::new(unsafe { StdFile::from_raw_fd(fd.as_raw_fd()) });
-    f(&file)
-}
-
 impl Worker<'_, '_> {
     pub fn route(&self, size: u64) -> Route {
         self.tuning.route(size)
@@ -95,87 +80,22 @@ impl Worker<'_, '_> {
     pub async fn copy(&self, i: usize) -> Result<(), CopyError> {
         let job = &self.plan.jobs[i];
         if self.ctx.cancelled() {
-            return Err(interrupted(job));
+            return Err(stage::interrupted(job));
         }
         let src = OpenOptions::new()
             .read(true)
             .open(&job.src)
             .await
             .map_err(|e| CopyError::io("open", &job.src, e))?;
-        let mut staged = None;
-        if let Some(mode) = file::anonymous_mode(job) {
-            let dir = file::dst_dir(&job.dst);
-            match OpenOptions::new()
-                .write(true)
-                .custom_flags(libc::O_TMPFILE)
-                .mode(mode)
-                .open(dir)
-                .await
-            {
-                Ok(f) => staged = Some((f, None, mode)),
-                Err(e) if file::tmpfile_unsupported(&e) => {}
-                Err(e) => return Err(CopyError::io("create a file in", dir, e)),
-            }
-        }
-        let (dst, guard, created) = match staged {
-            Some(s) => s,
-            None => {
-                let tmp = file::temp_path(&job.dst);
-                // O_CREAT|O_EXCL: never opens an existing file or follows a planted symlink;
-                // 0600 keeps it private until its mode is set.
-                let f = OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(file::NAMED_MODE)
-                    .open(&tmp)
-                    .await
-                    .map_err(|e| CopyError::io("create", &tmp, e))?;
-                (f, Some(file::TempGuard::new(tmp)), file::NAMED_MODE)
-            }
-        };
-        let label = guard.as_ref().map_or(job.dst.as_path(), |g| g.path());
+        let dst = Staged::open_ring(job).await?;
         let copied = match self.route(job.size) {
-            Route::Ring => self.pump(job, &src, &dst).await?,
-            Route::Kernel => self.in_kernel(job, &src, &dst).await?,
-            Route::Splice => self.splice(job, &src, &dst).await?,
+            Route::Ring => self.pump(job, &src, &dst.file).await?,
+            Route::Kernel => self.in_kernel(job, &src, &dst.file).await?,
+            Route::Splice => self.splice(job, &src, &dst.file).await?,
         };
-        if copied != job.size {
-            return Err(CopyError::Changed {
-                path: job.src.clone(),
-                expected: job.size,
-                actual: copied,
-            });
-        }
-        with_std(&dst, |f| file::apply_meta(f, job, created))
-            .map_err(|e| CopyError::io("set metadata of", label, e))?;
-        if self.ctx.fsync {
-            dst.sync_all()
-                .await
-                .map_err(|e| CopyError::io("fsync", label, e))?;
-        }
-        let Some(guard) = guard else {
-            // An unnamed file is linked into place while open (a blocking `linkat` here: compio's
-            // link op has no AT_EMPTY_PATH), then closed. The data is in the page cache by now,
-            // so a close error, which only remote filesystems report, comes after placement.
-            with_std(&dst, |f| file::link_into_place(f, &job.dst))?;
-            dst.close()
-                .await
-                .map_err(|e| CopyError::io("close", &job.dst, e))?;
-            let _ = src.close().await;
-            return Ok(());
-        };
-        // Close through the ring too; a close error (NFS reports write-back failures there)
-        // is the file's error.
-        dst.close()
-            .await
-            .map_err(|e| CopyError::io("close", guard.path(), e))?;
+        dst.finish_ring(job, copied, self.ctx.fsync).await?;
         // The source was only read: nothing a close error could tell us matters.
         let _ = src.close().await;
-        // `rename` replaces a symlink at the destination rather than writing through it.
-        compio::fs::rename(guard.path(), &job.dst)
-            .await
-            .map_err(|e| CopyError::io("rename into place", &job.dst, e))?;
-        guard.disarm();
         Ok(())
     }
 
@@ -235,7 +155,7 @@ impl Worker<'_, '_> {
         let mut got = 0;
         loop {
             if self.ctx.cancelled() {
-                return Err(interrupted(job));
+                return Err(stage::interrupted(job));
             }
             let permit = self.permits.acquire().await;
             // The length is explicit: 0 ("the whole buffer") works only on kernels >= 6.0.
@@ -279,7 +199,7 @@ impl Worker<'_, '_> {
         let mut pos = 0u64;
         loop {
             if self.ctx.cancelled() {
-                return Err(interrupted(job));
+                return Err(stage::interrupted(job));
             }
             let left = job.size.saturating_sub(pos).saturating_add(1);
             let want = usize::try_from(left).map_or(pipe.capacity, |l| l.min(pipe.capacity));
@@ -341,13 +261,7 @@ impl Worker<'_, '_> {
                 self.ctx.progress(n)
             }),
         };
-        res.map_err(|e| {
-            if e.kind() == io::ErrorKind::Interrupted {
-                interrupted(job)
-            } else {
-                CopyError::io("copy", &job.src, e)
-            }
-        })
+        res.map_err(|e| stage::copy_failed(job, e))
     }
 }
 

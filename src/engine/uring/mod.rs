@@ -24,8 +24,8 @@ pub use probe::probe;
 pub use ring::PoolShape;
 
 /// Files at least this large go to the in-kernel copy under `--copy-method auto`; smaller ones
-/// through the buffer ring. Measured on this machine: see docs/copy-method.md.
-pub const DEFAULT_THRESHOLD: u64 = 64 << 10;
+/// through the buffer ring: the one small-file bound both backends use.
+pub const DEFAULT_THRESHOLD: u64 = crate::engine::stage::SMALL_FILE;
 /// Bytes per pool buffer.
 pub const DEFAULT_BUFFER_LEN: usize = 128 << 10;
 /// Chunks of one file in flight at once (buffer-ring method).
