@@ -1,6 +1,7 @@
 //! The portable backend: `-j` threads, each copying whole files with the OS's own copy.
 use super::{file, Backend, Ctx, FileQueue};
-use crate::plan::Plan;
+use crate::error::CopyError;
+use crate::plan::{Job, Plan};
 
 pub struct Portable {
     threads: usize,
@@ -26,8 +27,7 @@ impl Backend for Portable {
                     break;
                 }
                 let job = &plan.jobs[i];
-                match file::copy_regular(job, ctx.fsync, &|| ctx.cancelled(), &|n| ctx.progress(n))
-                {
+                match copy_one(job, ctx) {
                     Ok(()) => ctx.done(i),
                     Err(e) => ctx.fail(i, e),
                 }
@@ -41,4 +41,53 @@ impl Backend for Portable {
         });
         None
     }
+}
+
+/// Linux: the engine's own staging (`O_TMPFILE`, reflink, `copy_file_range`).
+#[cfg(target_os = "linux")]
+fn copy_one(job: &Job, ctx: &Ctx<'_>) -> Result<(), CopyError> {
+    file::copy_regular(job, ctx.fsync, &|| ctx.cancelled(), &|n| ctx.progress(n))
+}
+
+/// Elsewhere: `std::fs::copy`, which is the OS's native copy (`fclonefileat`, an APFS clone,
+/// else `fcopyfile` on macOS; `CopyFileExW`, block cloning on ReFS/Dev Drive, on Windows), into
+/// a fresh temporary name; then the mode and mtime, and a rename into place, as everywhere.
+/// With `--fsync` the staged copy of `file` is used instead: the native copy may leave the file
+/// read-only, and flushing it needs a handle open for writing.
+#[cfg(not(target_os = "linux"))]
+fn copy_one(job: &Job, ctx: &Ctx<'_>) -> Result<(), CopyError> {
+    use std::fs;
+    if ctx.fsync {
+        return file::copy_regular(job, true, &|| ctx.cancelled(), &|n| ctx.progress(n));
+    }
+    let guard = file::TempGuard::new(file::temp_path(&job.dst));
+    let tmp = guard.path().to_path_buf();
+    let copied = fs::copy(&job.src, &tmp).map_err(|e| CopyError::io("copy", &job.src, e))?;
+    ctx.progress(copied);
+    if copied != job.size {
+        return Err(CopyError::Changed {
+            path: job.src.clone(),
+            expected: job.size,
+            actual: copied,
+        });
+    }
+    {
+        // The copy took the source's permissions, maybe read-only: open only for what setting
+        // metadata needs, never for writing data.
+        let mut opts = fs::OpenOptions::new();
+        #[cfg(windows)]
+        {
+            use std::os::windows::fs::OpenOptionsExt;
+            // FILE_WRITE_ATTRIBUTES | FILE_READ_ATTRIBUTES: allowed on a read-only file.
+            opts.access_mode(0x0100 | 0x0080);
+        }
+        #[cfg(not(windows))]
+        opts.read(true);
+        let f = opts
+            .open(&tmp)
+            .map_err(|e| CopyError::io("open", &tmp, e))?;
+        // Created with whatever mode the OS copy chose: 0 never matches, so the mode is set.
+        file::apply_meta(&f, job, 0).map_err(|e| CopyError::io("set metadata of", &tmp, e))?;
+    }
+    guard.commit(&job.dst)
 }
