@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use clap::{ArgAction, Parser, ValueEnum};
 
-use crate::config::{Config, CopyMethod, CrateKind, EngineChoice, Output, TargetSelection};
+use crate::config::{
+    Config, CopyMethod, CrateKind, EngineChoice, GithubStep, Output, TargetSelection,
+};
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -185,6 +187,21 @@ struct Cli {
     /// Say more (which engine and why; -vv: every file)
     #[arg(short, long, action = ArgAction::Count)]
     verbose: u8,
+
+    /// With --github-output: also write the JSON-lines report (one object per file, then a
+    /// summary) to this file, named by the `manifest` output
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "github_output",
+        help_heading = "Reporting"
+    )]
+    manifest: Option<PathBuf>,
+
+    /// Report as a GitHub Actions step: outputs to $GITHUB_OUTPUT, the job summary to
+    /// $GITHUB_STEP_SUMMARY, error annotations on stdout, the log on stderr
+    #[arg(long, conflicts_with = "message_format", help_heading = "Reporting")]
+    github_output: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -297,7 +314,37 @@ fn into_config(cli: Cli) -> Result<Config, clap::Error> {
         (FormatArg::Human, false) => Output::Human,
     };
     cfg.verbose = cli.verbose;
+    cfg.manifest = cli.manifest;
+    if cli.github_output {
+        cfg.github = Some(github_step(|name| std::env::var_os(name))?);
+    }
     Ok(cfg)
+}
+
+/// The runner's files and names for `--github-output`, from its environment (`var`).
+fn github_step(var: impl Fn(&str) -> Option<OsString>) -> Result<GithubStep, clap::Error> {
+    let set = |name: &str| var(name).filter(|v| !v.is_empty());
+    let output = set("GITHUB_OUTPUT").ok_or_else(|| {
+        usage("--github-output needs GITHUB_OUTPUT (set in a GitHub Actions step)")
+    })?;
+    // GITHUB_WORKFLOW_REF is `owner/repo/.github/workflows/x.yml@ref`.
+    let workflow_file = match (set("GITHUB_WORKFLOW_REF"), set("GITHUB_REPOSITORY")) {
+        (Some(r), Some(repo)) => {
+            let (r, repo) = (r.to_string_lossy(), repo.to_string_lossy());
+            r.strip_prefix(&format!("{repo}/"))
+                .and_then(|rest| rest.split('@').next())
+                .filter(|f| !f.is_empty())
+                .map(str::to_owned)
+        }
+        _ => None,
+    };
+    Ok(GithubStep {
+        output: output.into(),
+        summary: set("GITHUB_STEP_SUMMARY").map(PathBuf::from),
+        workspace: set("GITHUB_WORKSPACE").map(PathBuf::from),
+        workflow_file,
+        summary_rows: 500,
+    })
 }
 
 #[cfg(test)]
@@ -328,9 +375,47 @@ mod tests {
             &["x", "--exclude", "a", "-o", "o"],
             &["x", "--crate-type", "exe", "-o", "o"],
             &["x", "--max-in-flight", "0", "-o", "o"],
+            &[
+                "x",
+                "--github-output",
+                "--message-format",
+                "json",
+                "-o",
+                "o",
+            ],
         ] {
             let e = parse(args(bad)).expect_err(&format!("{bad:?} should fail"));
             assert_eq!(e.exit_code(), 2, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn github_step_reads_the_runner_environment() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| OsString::from(v))
+            }
+        };
+        let step = github_step(env(&[
+            ("GITHUB_OUTPUT", "/t/out"),
+            ("GITHUB_STEP_SUMMARY", ""),
+            ("GITHUB_REPOSITORY", "o/r"),
+            (
+                "GITHUB_WORKFLOW_REF",
+                "o/r/.github/workflows/ci.yml@refs/heads/main",
+            ),
+        ]))
+        .unwrap();
+        assert_eq!(step.output, PathBuf::from("/t/out"));
+        assert_eq!(step.summary, None);
+        assert_eq!(
+            step.workflow_file.as_deref(),
+            Some(".github/workflows/ci.yml")
+        );
+        let e = github_step(env(&[("GITHUB_STEP_SUMMARY", "/t/s")])).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
     }
 }

@@ -117,6 +117,27 @@ pub struct Config {
     pub dereference: bool,
     pub debug_files: bool,
     pub fsync: bool,
+    /// `--manifest` (with `--github-output`): also write the JSON-lines report (one object per
+    /// file, then the summary) to this file.
+    pub manifest: Option<PathBuf>,
+    /// `--github-output`: report as a GitHub Actions step (outputs, job summary, annotations)
+    /// instead of the human output.
+    pub github: Option<GithubStep>,
+}
+
+/// Where a GitHub Actions step's report goes; read from the runner's environment by `cli`.
+#[derive(Debug, Clone, Default)]
+pub struct GithubStep {
+    /// `$GITHUB_OUTPUT`: the step's outputs are appended here (`name<<DELIMITER` form).
+    pub output: PathBuf,
+    /// `$GITHUB_STEP_SUMMARY`: the markdown job summary is appended here, when set.
+    pub summary: Option<PathBuf>,
+    /// `$GITHUB_WORKSPACE`: a failed file's annotation names its path relative to this.
+    pub workspace: Option<PathBuf>,
+    /// The workflow file (from `$GITHUB_WORKFLOW_REF`) that run-level errors point at.
+    pub workflow_file: Option<String>,
+    /// Rows of the summary's file table; the rest become one "… and N more" row.
+    pub summary_rows: usize,
 }
 
 impl Config {
@@ -145,6 +166,8 @@ impl Config {
             dereference: false,
             debug_files: false,
             fsync: false,
+            manifest: None,
+            github: None,
         }
     }
 

@@ -12,10 +12,16 @@ fn main() -> ExitCode {
     };
     match run(&cfg) {
         Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(2)
-        }
+        Err(e) => match &cfg.github {
+            Some(step) => {
+                report::github::failed(&cfg, step, &format!("{e:#}"), 2);
+                ExitCode::from(2)
+            }
+            None => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        },
     }
 }
 
@@ -25,7 +31,7 @@ fn run(cfg: &cargo_fastcp::Config) -> anyhow::Result<ExitCode> {
     }
     let plan = select::select(cfg).context("nothing was copied")?;
     let chosen = engine::choose(cfg).context("nothing was copied")?;
-    let reporter = report::new(cfg.output, cfg.verbose, &plan);
+    let reporter = report::github::for_run(cfg, &plan).context("nothing was copied")?;
     reporter.note(&format!(
         "engine: {} ({})",
         chosen.backend.name(),
@@ -53,7 +59,7 @@ fn run_streamed(
 ) -> anyhow::Result<ExitCode> {
     let plan = &streamed.plan;
     let chosen = engine::choose(cfg).context("nothing was copied")?;
-    let reporter = report::new(cfg.output, cfg.verbose, plan);
+    let reporter = report::github::for_run(cfg, plan).context("nothing was copied")?;
     reporter.note(&format!(
         "engine: {} ({}); copying while the walk runs",
         chosen.backend.name(),

@@ -10,6 +10,8 @@ use crate::config::Output;
 use crate::engine::{Event, EventSink, Summary};
 use crate::plan::{Op, Plan};
 
+pub mod github;
+
 /// Output for one run.
 pub trait Reporter: EventSink {
     /// `--dry-run`: the plan, nothing written.
@@ -24,7 +26,7 @@ pub trait Reporter: EventSink {
 /// The reporter for `output`, over `plan`'s jobs.
 pub fn new<'p>(output: Output, verbose: u8, plan: &'p Plan) -> Box<dyn Reporter + 'p> {
     match output {
-        Output::Json => Box::new(Json { plan }),
+        Output::Json => Box::new(Json::new(plan, Box::new(std::io::stdout()))),
         Output::Human | Output::Quiet => {
             Box::new(Human::new(plan, output == Output::Quiet, verbose))
         }
@@ -205,6 +207,12 @@ impl Reporter for Human<'_> {
 /// JSON lines on stdout, cargo-style `reason` first; field order is stable (the Action parses it).
 struct Json<'p> {
     plan: &'p Plan,
+    out: std::sync::Mutex<Box<dyn Write + Send + 'p>>,
+}
+
+/// JSON lines written to `out` (a `--manifest` file) instead of stdout.
+pub fn json_to<'p>(plan: &'p Plan, out: Box<dyn Write + Send + 'p>) -> Box<dyn Reporter + 'p> {
+    Box::new(Json::new(plan, out))
 }
 
 /// Paths go out as UTF-8 strings; a name that is not UTF-8 goes out lossily in `src`/`dst`
@@ -262,20 +270,32 @@ struct SummaryLine<'a> {
     interrupted: bool,
 }
 
-fn emit(v: &impl Serialize) {
-    if let Ok(s) = serde_json::to_string(v) {
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{s}");
+impl<'p> Json<'p> {
+    fn new(plan: &'p Plan, out: Box<dyn Write + Send + 'p>) -> Self {
+        Json {
+            plan,
+            out: std::sync::Mutex::new(out),
+        }
     }
-}
 
-impl Json<'_> {
+    fn emit(&self, v: &impl Serialize) {
+        if let Ok(s) = serde_json::to_string(v) {
+            let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = writeln!(out, "{s}");
+        }
+    }
+
+    /// The last line is out: a file's buffer goes to disk now.
+    fn flush(&self) {
+        let _ = self.out.lock().unwrap_or_else(|e| e.into_inner()).flush();
+    }
+
     fn file_line(&self, reason: &'static str, index: usize) {
         let job = &self.plan.jobs[index];
         if job.op == Op::Dir {
             return;
         }
-        emit(&FileLine {
+        self.emit(&FileLine {
             reason,
             src: job.src.to_string_lossy().into_owned(),
             dst: job.dst.to_string_lossy().into_owned(),
@@ -294,7 +314,7 @@ impl EventSink for Json<'_> {
             Event::Done { index } => self.file_line("copied", index),
             Event::Failed { index, error } => {
                 let job = self.plan.jobs.get(index);
-                emit(&FailedLine {
+                self.emit(&FailedLine {
                     reason: "failed",
                     src: job.map(|j| j.src.to_string_lossy().into_owned()),
                     dst: job.map(|j| j.dst.to_string_lossy().into_owned()),
@@ -313,7 +333,7 @@ impl Reporter for Json<'_> {
         for i in 0..self.plan.jobs.len() {
             self.file_line("planned", i);
         }
-        emit(&SummaryLine {
+        self.emit(&SummaryLine {
             reason: "summary",
             files: self.plan.file_count(),
             bytes: self.plan.total_bytes(),
@@ -323,10 +343,11 @@ impl Reporter for Json<'_> {
             dry_run: true,
             interrupted: false,
         });
+        self.flush();
     }
 
     fn finish(&self, s: &Summary) {
-        emit(&SummaryLine {
+        self.emit(&SummaryLine {
             reason: "summary",
             files: s.files,
             bytes: s.bytes,
@@ -336,6 +357,7 @@ impl Reporter for Json<'_> {
             dry_run: false,
             interrupted: s.interrupted,
         });
+        self.flush();
     }
 
     fn note(&self, _text: &str) {}

@@ -742,6 +742,26 @@ fn stub_tool(path: &Path, version: &str, argv_file: &Path, body: &str, code: i32
     );
 }
 
+impl Sandbox {
+    /// The arguments the action passed, with the manifest path it chose (a fresh `.jsonl`
+    /// under RUNNER_TEMP) replaced by `<manifest>`.
+    fn argv_with_manifest(&self, argv_file: &Path) -> Vec<String> {
+        let mut argv = read_argv(argv_file);
+        let i = argv
+            .iter()
+            .position(|a| a == "--manifest")
+            .expect("--manifest is passed")
+            + 1;
+        let manifest = Path::new(&argv[i]);
+        assert!(
+            manifest.starts_with(&self.runner_temp) && argv[i].ends_with(".jsonl"),
+            "{argv:?}"
+        );
+        argv[i] = "<manifest>".into();
+        argv
+    }
+}
+
 fn read_argv(path: &Path) -> Vec<String> {
     let raw = fs::read(path).expect("the tool was run");
     let mut v: Vec<String> = raw
@@ -1138,8 +1158,9 @@ fn every_input_arrives_as_literal_arguments() {
         "fastcp",
         "--out-dir",
         "o $(touch pwned)\n`id`",
-        "--message-format",
-        "json",
+        "--github-output",
+        "--manifest",
+        "<manifest>",
         "--manifest-path",
         "crates/$(touch pwned)/Cargo.toml",
         "--profile",
@@ -1187,15 +1208,7 @@ fn every_input_arrives_as_literal_arguments() {
         "::error::injected",
         "x ##[warning]injected",
     ];
-    assert_eq!(read_argv(&argv_file), expected);
-    // The out-dir output survives the newline (heredoc form in GITHUB_OUTPUT).
-    assert_eq!(
-        r.output("out-dir"),
-        sb.workspace
-            .join("o $(touch pwned)\n`id`")
-            .to_str()
-            .unwrap()
-    );
+    assert_eq!(sb.argv_with_manifest(&argv_file), expected);
 }
 
 #[test]
@@ -1211,13 +1224,14 @@ fn defaults_and_explicit_profile_arguments() {
     );
     sb.run(&[("out-dir", "/abs/dist")]).assert_ok();
     assert_eq!(
-        read_argv(&argv_file),
+        sb.argv_with_manifest(&argv_file),
         [
             "fastcp",
             "--out-dir",
             "/abs/dist",
-            "--message-format",
-            "json",
+            "--github-output",
+            "--manifest",
+            "<manifest>",
             "--profile",
             "release"
         ]
@@ -1232,7 +1246,7 @@ fn defaults_and_explicit_profile_arguments() {
     sb.run(&[("out-dir", "d"), ("args", "--\nlit"), ("patterns", "-p")])
         .assert_ok();
     assert_eq!(
-        read_argv(&argv_file)[5..],
+        read_argv(&argv_file)[6..],
         ["--profile", "release", "--", "lit", "-p"]
     );
     let r = sb.run(&[("out-dir", "d"), ("dry-run", "maybe")]);
@@ -1247,33 +1261,27 @@ fn defaults_and_explicit_profile_arguments() {
 
 #[test]
 fn failed_copies_become_file_annotations() {
-    let sb = Sandbox::new(false);
-    let argv_file = sb.root.join("argv");
-    let ws = sb.workspace.to_str().unwrap();
-    let body = format!(
-        "{{\"reason\":\"copied\",\"src\":\"{ws}/README.md\",\"dst\":\"{ws}/dist/README.md\",\"bytes\":63,\"kind\":\"file\",\"package\":null}}\n\
-         {{\"reason\":\"failed\",\"src\":\"{ws}/assets/we,ird:50%.txt\",\"dst\":\"{ws}/dist/assets/we,ird:50%.txt\",\"error\":\"Permission denied (os error 13)\\nsecond \\\"line\\\" \\u0007\"}}\n\
-         {{\"reason\":\"summary\",\"files\":1,\"bytes\":63,\"engine\":\"io-uring\",\"elapsed_ms\":3,\"errors\":1}}"
+    let sb = Sandbox::new(true);
+    // Bigger than the 64 KiB file-size limit below: writing it fails with EFBIG.
+    let weird = "assets/we,ird:50%.txt";
+    fs::write(sb.workspace.join(weird), vec![b'x'; 100 * 1024]).unwrap();
+    let r = sb.run_with(
+        &[
+            ("out-dir", "dist"),
+            ("profile", ""),
+            ("patterns", &format!("README.md\n{weird}")),
+        ],
+        Some(64),
     );
-    stub_tool(
-        &cached_bin(&sb.tool_cache, VERSION),
-        VERSION,
-        &argv_file,
-        &body,
-        1,
-    );
-    let r = sb.run(&[("out-dir", "dist")]);
     assert_eq!(r.failed, Some(1), "{}", r.log());
     let errors = r.errors();
     assert_eq!(errors.len(), 2, "{errors:?}");
-    assert_eq!(errors[0].props["file"], "assets/we,ird:50%.txt");
+    assert_eq!(errors[0].props["file"], weird);
     assert_eq!(
         errors[0].props["title"],
         "cargo-fastcp: could not copy a file"
     );
-    assert!(errors[0]
-        .message
-        .starts_with("Permission denied (os error 13)\nsecond \"line\" \u{7}"));
+    assert!(errors[0].message.contains("File too large"), "{errors:?}");
     assert_eq!(
         errors[1].props["title"],
         "cargo-fastcp failed (exit code 1)"
@@ -1282,11 +1290,14 @@ fn failed_copies_become_file_annotations() {
     // Raw escaping on the wire.
     let raw = &r.steps[1].stdout;
     assert!(raw.contains("file=assets/we%2Cird%3A50%25.txt,"), "{raw}");
-    assert!(raw.contains("(os error 13)%0Asecond"), "{raw}");
+    assert!(
+        raw.contains("title=cargo-fastcp%3A could not copy a file::"),
+        "{raw}"
+    );
 
     assert_eq!(r.output("files"), "1");
     assert_eq!(r.output("bytes"), "63");
-    assert_eq!(r.output("engine"), "io-uring");
+    assert!(["io-uring", "portable"].contains(&r.output("engine")));
     let s = &r.summary;
     assert!(
         s.contains("| <code>README.md</code> | file | 63 B |"),
@@ -1295,7 +1306,7 @@ fn failed_copies_become_file_annotations() {
     assert!(s.contains("**1 file(s) failed:**"), "{s}");
     assert!(s.contains("**1 error(s).**"), "{s}");
     assert!(
-        s.contains("Permission denied (os error 13)\\nsecond \"line\""),
+        s.contains("| <code>assets/we,ird:50%.txt</code> | cannot "),
         "{s}"
     );
 }
@@ -1512,4 +1523,27 @@ fn harness_parses_file_commands_like_the_runner() {
     assert_eq!(cmds[0].props["title"], "t:1");
     assert_eq!(cmds[0].message, "m\nx");
     assert_eq!(cmds[2].name, "warning");
+}
+
+#[test]
+fn the_summary_table_is_capped_and_the_manifest_lists_everything() {
+    let sb = Sandbox::new(true);
+    let many = sb.workspace.join("many");
+    fs::create_dir_all(&many).unwrap();
+    for i in 0..512 {
+        fs::write(many.join(format!("f{i:04}.txt")), i.to_string()).unwrap();
+    }
+    let r = sb.run(&[("out-dir", "dist"), ("profile", ""), ("patterns", "many/*")]);
+    r.assert_ok();
+    assert_eq!(r.output("files"), "512");
+    let s = &r.summary;
+    let rows = s.lines().filter(|l| l.starts_with("| <code>")).count();
+    assert_eq!(rows, 500, "{s}");
+    assert!(
+        s.contains("| … and 12 more (the manifest output lists them all) | | |"),
+        "{s}"
+    );
+    let lines = manifest_lines(r.output("manifest"));
+    assert_eq!(lines.len(), 513);
+    assert_eq!(lines[512]["files"], 512);
 }
