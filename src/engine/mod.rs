@@ -17,6 +17,8 @@ pub use queue::FileQueue;
 pub mod file;
 pub mod portable;
 pub mod queue;
+#[cfg(target_os = "linux")]
+pub mod residency;
 pub mod stage;
 #[cfg(test)]
 mod tests;
