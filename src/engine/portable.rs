@@ -56,11 +56,12 @@ fn copy_one(job: &Job, ctx: &Ctx<'_>) -> Result<(), CopyError> {
 /// read-only, and flushing it needs a handle open for writing.
 #[cfg(not(target_os = "linux"))]
 fn copy_one(job: &Job, ctx: &Ctx<'_>) -> Result<(), CopyError> {
+    use super::stage::{apply_meta, temp_path, TempGuard};
     use std::fs;
     if ctx.fsync {
         return file::copy_regular(job, true, &|| ctx.cancelled(), &|n| ctx.progress(n));
     }
-    let guard = file::TempGuard::new(file::temp_path(&job.dst));
+    let guard = TempGuard::new(temp_path(&job.dst));
     let tmp = guard.path().to_path_buf();
     let copied = fs::copy(&job.src, &tmp).map_err(|e| CopyError::io("copy", &job.src, e))?;
     ctx.progress(copied);
@@ -87,7 +88,7 @@ fn copy_one(job: &Job, ctx: &Ctx<'_>) -> Result<(), CopyError> {
             .open(&tmp)
             .map_err(|e| CopyError::io("open", &tmp, e))?;
         // Created with whatever mode the OS copy chose: 0 never matches, so the mode is set.
-        file::apply_meta(&f, job, 0).map_err(|e| CopyError::io("set metadata of", &tmp, e))?;
+        apply_meta(&f, job, 0).map_err(|e| CopyError::io("set metadata of", &tmp, e))?;
     }
     guard.commit(&job.dst)
 }

@@ -464,7 +464,7 @@ fn needs_chmod(created: u32, mode: u32) -> bool {
 
 /// Gives a finished file its source's mode bits and mtime (ns). `created`: the mode it was
 /// created with, so a `chmod` that changes nothing is skipped.
-fn apply_meta(f: &File, job: &Job, created: u32) -> io::Result<()> {
+pub fn apply_meta(f: &File, job: &Job, created: u32) -> io::Result<()> {
     #[cfg(unix)]
     if needs_chmod(created, job.mode) {
         use std::os::unix::fs::PermissionsExt;
