@@ -11,6 +11,9 @@ use serde::Serialize;
 
 use crate::error::PlanError;
 
+mod feed;
+pub use feed::{Feed, Publisher, Selection, FIRST_CHUNK};
+
 /// What a job is, as users see it (`kind` in JSON).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -255,8 +258,6 @@ impl HardlinkGroups {
 /// Most chunks a plan can have; chunk `k` holds at least `FIRST_CHUNK << k` jobs (the walk
 /// doubles them), so this is never reached.
 const MAX_CHUNKS: usize = 48;
-/// The first chunk a walk publishes: small, so the first byte moves after a few hundred entries.
-pub const FIRST_CHUNK: usize = 256;
 
 /// An append-only list of jobs: one producer publishes whole chunks while any number of
 /// readers use the jobs already published (by index, by reference, without locks). A complete

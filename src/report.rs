@@ -129,7 +129,9 @@ impl EventSink for Human<'_> {
                     self.eprint(&format!("{} -> {}", job.src.display(), job.dst.display()));
                 }
             }
-            Event::Failed { error, .. } => self.eprint(&format!("error: {error}")),
+            Event::Failed { error, .. }
+            | Event::Unwalked { error }
+            | Event::DirSyncFailed { error } => self.eprint(&format!("error: {error}")),
         }
     }
 }
@@ -290,6 +292,17 @@ impl<'p> Json<'p> {
         let _ = self.out.lock().unwrap_or_else(|e| e.into_inner()).flush();
     }
 
+    fn failed_line(&self, job: Option<&crate::plan::Job>, error: &crate::error::CopyError) {
+        self.emit(&FailedLine {
+            reason: "failed",
+            src: job.map(|j| j.src.to_string_lossy().into_owned()),
+            dst: job.map(|j| j.dst.to_string_lossy().into_owned()),
+            error: error.to_string(),
+            src_bytes: job.and_then(|j| raw_bytes(&j.src)),
+            dst_bytes: job.and_then(|j| raw_bytes(&j.dst)),
+        });
+    }
+
     fn file_line(&self, reason: &'static str, index: usize) {
         let job = &self.plan.jobs[index];
         if job.op == Op::Dir {
@@ -312,16 +325,10 @@ impl EventSink for Json<'_> {
     fn event(&self, event: Event) {
         match event {
             Event::Done { index } => self.file_line("copied", index),
-            Event::Failed { index, error } => {
-                let job = self.plan.jobs.get(index);
-                self.emit(&FailedLine {
-                    reason: "failed",
-                    src: job.map(|j| j.src.to_string_lossy().into_owned()),
-                    dst: job.map(|j| j.dst.to_string_lossy().into_owned()),
-                    error: error.to_string(),
-                    src_bytes: job.and_then(|j| raw_bytes(&j.src)),
-                    dst_bytes: job.and_then(|j| raw_bytes(&j.dst)),
-                });
+            Event::Failed { index, error } => self.failed_line(self.plan.jobs.get(index), &error),
+            // No job of the plan: `src` and `dst` are null.
+            Event::Unwalked { error } | Event::DirSyncFailed { error } => {
+                self.failed_line(None, &error)
             }
             Event::Started { .. } | Event::Planned { .. } | Event::Progress { .. } => {}
         }

@@ -7,9 +7,8 @@ use cargo_metadata::{CrateType, Metadata, MetadataCommand, Package, Target, Targ
 use crate::cargo::naming::{profile_dir, Platform};
 use crate::config::{Config, CrateKind, TargetSelection};
 use crate::error::PlanError;
-use crate::plan::{Job, Kind, Op, Plan};
-use crate::walk::{JobSink, PatternWalk};
-use std::sync::atomic::{AtomicBool, Ordering};
+use crate::plan::{Feed, Job, Kind, Op, Plan, Publisher, Selection};
+use crate::walk::PatternWalk;
 
 /// Turns a validated config into a conflict-free plan. Reads the filesystem; writes nothing.
 pub fn select(cfg: &Config) -> Result<Plan, PlanError> {
@@ -63,64 +62,20 @@ pub fn select(cfg: &Config) -> Result<Plan, PlanError> {
     Ok(plan)
 }
 
-/// A plan that a directory walk fills while the engine already copies: see [`streamed`].
-pub struct Streamed<'c> {
-    pub plan: Plan,
+/// What to copy: a complete plan, or, where the run can copy while it walks (see
+/// [`streamed`]), an empty one that the walk fills while the engine copies.
+pub fn selection(cfg: &Config) -> Result<Selection<'_>, PlanError> {
+    match streamed(cfg)? {
+        Some(walk) => Ok(Selection::fed(walk.out_dir.clone(), walk)),
+        None => select(cfg).map(Selection::Complete),
+    }
+}
+
+/// The walk of one directory tree into a new out-dir, feeding a plan: see [`streamed`].
+struct Streamed<'c> {
     cfg: &'c Config,
     base: PathBuf,
-}
-
-/// The walk publishes its first `FIRST_CHUNK` jobs, then chunks twice as large each time: the
-/// first copies start after a few hundred entries, and a tree of millions needs a few dozen
-/// chunks.
-struct Publisher<'a> {
-    jobs: &'a crate::plan::Jobs,
-    buf: Vec<Job>,
-    chunk: usize,
-    pushed: usize,
-    links: crate::plan::HardlinkGroups,
-    errors: Vec<PlanError>,
-    cancel: &'a AtomicBool,
-}
-
-impl Publisher<'_> {
-    fn flush(&mut self) {
-        self.jobs.publish(std::mem::take(&mut self.buf));
-    }
-}
-
-impl JobSink for Publisher<'_> {
-    fn push(&mut self, mut job: Job) {
-        self.links.link(self.pushed, &mut job);
-        self.pushed += 1;
-        self.buf.push(job);
-        if self.buf.len() >= self.chunk {
-            self.flush();
-            self.chunk *= 2;
-        }
-    }
-
-    fn count(&self) -> usize {
-        self.pushed
-    }
-
-    fn unreadable(&mut self, error: PlanError) -> Result<(), PlanError> {
-        self.errors.push(error);
-        Ok(())
-    }
-
-    fn stopped(&self) -> bool {
-        self.cancel.load(Ordering::Relaxed)
-    }
-}
-
-/// Closes the plan when the walk ends, however it ends, so the engine never waits forever.
-struct CloseOnDrop<'a>(&'a crate::plan::Jobs);
-
-impl Drop for CloseOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.close();
-    }
+    out_dir: PathBuf,
 }
 
 /// Whether this run can copy while it walks, and if so its (still empty) plan.
@@ -130,7 +85,7 @@ impl Drop for CloseOnDrop<'_> {
 /// `-L` (no loops to find), not `--dry-run`, and an out-dir that does not exist yet or is empty
 /// (nothing in it can be a source's own file) and lies outside the tree (the walk never meets
 /// what the copy makes). Every other run plans completely first.
-pub fn streamed(cfg: &Config) -> Result<Option<Streamed<'_>>, PlanError> {
+fn streamed(cfg: &Config) -> Result<Option<Streamed<'_>>, PlanError> {
     let (Some(base), Some(out_dir), [_]) = (&cfg.from, &cfg.out_dir, cfg.patterns.as_slice())
     else {
         return Ok(None);
@@ -150,9 +105,9 @@ pub fn streamed(cfg: &Config) -> Result<Option<Streamed<'_>>, PlanError> {
         return Ok(None);
     }
     Ok(Some(Streamed {
-        plan: Plan::open(out_dir.clone()),
         cfg,
         base: base.clone(),
+        out_dir: out_dir.clone(),
     }))
 }
 
@@ -173,32 +128,22 @@ fn resolved(path: &Path) -> Option<PathBuf> {
     }
 }
 
-impl Streamed<'_> {
-    /// Walks the tree, publishing jobs into `self.plan` as it goes, and closes the plan. `Err`:
-    /// the walk could not start or matched nothing (then nothing was published). `Ok`: the
-    /// directories and links it could not read, skipped and left for the caller to report.
-    pub fn walk(&self, cancel: &AtomicBool) -> Result<Vec<PlanError>, PlanError> {
-        let jobs = &self.plan.jobs;
-        let _close = CloseOnDrop(jobs);
+impl Feed for Streamed<'_> {
+    fn what(&self) -> &str {
+        "the walk"
+    }
+
+    /// Walks the tree. `Err`: the walk could not start or matched nothing (then nothing was
+    /// published).
+    fn feed(&self, to: &mut Publisher<'_>) -> Result<(), PlanError> {
         let walk = PatternWalk {
             base: &self.base,
-            out_dir: &self.plan.out_dir,
+            out_dir: &self.out_dir,
             excludes: &self.cfg.exclude_globs,
             follow: false,
-            prune: vec![self.plan.out_dir.clone()],
+            prune: vec![self.out_dir.clone()],
         };
-        let mut publisher = Publisher {
-            jobs,
-            buf: Vec::with_capacity(crate::plan::FIRST_CHUNK),
-            chunk: crate::plan::FIRST_CHUNK,
-            pushed: 0,
-            links: Default::default(),
-            errors: Vec::new(),
-            cancel,
-        };
-        let res = walk.walk(&self.cfg.patterns, &mut publisher);
-        publisher.flush();
-        res.map(|()| publisher.errors)
+        walk.walk(&self.cfg.patterns, to)
     }
 }
 

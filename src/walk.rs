@@ -6,7 +6,7 @@ use std::path::{Component, Path, PathBuf};
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
 use crate::error::PlanError;
-use crate::plan::{Job, Kind, Op};
+use crate::plan::{Job, Kind, Op, Publisher};
 
 /// Identity of a directory for pruning and loop detection.
 type DirId = (u64, u64);
@@ -48,6 +48,27 @@ impl JobSink for Vec<Job> {
 
     fn unreadable(&mut self, error: PlanError) -> Result<(), PlanError> {
         Err(error)
+    }
+}
+
+/// A fed plan: the walk publishes as it goes, and skips what it cannot read (copies are already
+/// under way; the error is reported with the copy's failures).
+impl JobSink for Publisher<'_> {
+    fn push(&mut self, job: Job) {
+        Publisher::push(self, job);
+    }
+
+    fn count(&self) -> usize {
+        Publisher::count(self)
+    }
+
+    fn unreadable(&mut self, error: PlanError) -> Result<(), PlanError> {
+        Publisher::unreadable(self, error);
+        Ok(())
+    }
+
+    fn stopped(&self) -> bool {
+        Publisher::stopped(self)
     }
 }
 

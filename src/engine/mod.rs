@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::{Config, EngineChoice};
 use crate::error::{CopyError, PlanError};
-use crate::plan::{Op, Plan};
+use crate::plan::{Op, Plan, Selection};
 pub use queue::FileQueue;
 
 pub mod file;
@@ -39,6 +39,12 @@ pub enum Event {
     Done { index: usize },
     /// Job `index` failed; the run goes on.
     Failed { index: usize, error: CopyError },
+    /// A part of the source the feed could not read (`CopyError::Unwalked`): what is below it
+    /// is not in the plan; the run goes on.
+    Unwalked { error: CopyError },
+    /// A directory the run wrote into could not be synced (`--fsync`): a failure that is no
+    /// single job's.
+    DirSyncFailed { error: CopyError },
 }
 
 /// Receives events, from any worker thread.
@@ -176,6 +182,27 @@ pub fn choose(cfg: &Config) -> Result<Chosen, PlanError> {
     }
 }
 
+/// Runs a selection: copies its plan with [`execute`] while a fed plan's feed runs beside it,
+/// then reports what the feed could not read, each as an [`Event::Unwalked`] counted as an
+/// error. `Err`: the feed failed before it published anything, so nothing was written.
+pub fn run(
+    selection: &Selection<'_>,
+    backend: &dyn Backend,
+    fsync: bool,
+    sink: &dyn EventSink,
+    cancel: &AtomicBool,
+) -> Result<Summary, PlanError> {
+    let (mut summary, unread) =
+        selection.run(cancel, |plan| execute(plan, backend, fsync, sink, cancel))?;
+    summary.errors += unread.len();
+    for e in unread {
+        sink.event(Event::Unwalked {
+            error: CopyError::Unwalked(e),
+        });
+    }
+    Ok(summary)
+}
+
 /// Runs the whole plan: directories, data (through `backend`), links, directory metadata.
 ///
 /// The plan may still be growing (a streamed walk): this thread then makes the directories of
@@ -309,10 +336,7 @@ pub fn execute(
         if fsync {
             for dir in &parents(plan, 0..plan.jobs.len()) {
                 if let Err(e) = file::fsync_dir(dir) {
-                    sink.event(Event::Failed {
-                        index: usize::MAX,
-                        error: e,
-                    });
+                    sink.event(Event::DirSyncFailed { error: e });
                 }
             }
         }

@@ -338,6 +338,15 @@ impl EventSink for Github<'_> {
                     .failures
                     .push((job.is_some().then_some(index), error));
             }
+            // No job of the plan: a part the walk could not read, a directory's fsync.
+            Event::Unwalked { ref error } | Event::DirSyncFailed { ref error } => {
+                let error = error.to_string();
+                log(&format!("  FAILED   {}", one_line(&error)));
+                self.state().failures.push((None, error));
+                if let Some(m) = &self.manifest {
+                    m.event(event);
+                }
+            }
             Event::Started { .. } | Event::Planned { .. } | Event::Progress { .. } => {
                 if let Some(m) = &self.manifest {
                     m.event(event);

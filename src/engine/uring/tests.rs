@@ -31,7 +31,10 @@ impl EventSink for Sink {
             Event::Progress { bytes } => {
                 self.progress.fetch_add(bytes, Ordering::Relaxed);
             }
-            Event::Started { .. } | Event::Planned { .. } => {}
+            Event::Started { .. }
+            | Event::Planned { .. }
+            | Event::Unwalked { .. }
+            | Event::DirSyncFailed { .. } => {}
         }
     }
 }
