@@ -381,6 +381,8 @@ struct Sandbox {
     cargo_log: PathBuf,
     /// LANG for the steps: hosted runners have C.UTF-8; minimal containers often none.
     lang: Option<&'static str>,
+    /// The job's own environment (`env:` at the job level), on top of the runner's.
+    job_env: Vec<(&'static str, &'static str)>,
 }
 
 /// Where the action's install step keeps a binary for `version`.
@@ -396,6 +398,22 @@ fn write_executable(path: &Path, text: &str) {
 
 fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// The host's target triple, as `rustc -vV` reports it.
+fn host_triple() -> &'static str {
+    static HOST: OnceLock<String> = OnceLock::new();
+    HOST.get_or_init(|| {
+        let out = Command::new("rustc")
+            .arg("-vV")
+            .output()
+            .expect("run rustc -vV");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix("host: "))
+            .expect("rustc -vV names the host")
+            .to_owned()
+    })
 }
 
 fn real_cargo() -> String {
@@ -473,6 +491,7 @@ impl Sandbox {
             fake_bin: root.join("fake-bin"),
             cargo_log: root.join("cargo-install.log"),
             lang: Some("C.UTF-8"),
+            job_env: Vec::new(),
             root,
             _dir: dir,
         };
@@ -573,6 +592,9 @@ impl Sandbox {
         ];
         for (k, v) in fixed {
             base_env.insert(k.into(), v);
+        }
+        for (k, v) in &self.job_env {
+            base_env.insert((*k).into(), (*v).into());
         }
         if let Some(lang) = self.lang {
             base_env.insert("LANG".into(), lang.into());
@@ -803,7 +825,8 @@ fn action_yml_has_the_documented_interface() {
             "engine",
             "dry-run",
             "args",
-            "version"
+            "version",
+            "release-base-url"
         ]
     );
     let required: Vec<&str> = a
@@ -1421,6 +1444,7 @@ fn another_version_is_installed_with_cargo_install() {
         ),
     );
     let tool_dir = |v: &str| sb.tool_cache.join(format!("cargo-fastcp/{v}/x64"));
+    let build_dir = sb.runner_temp.join("cargo-fastcp-build");
 
     let r = sb.run(&[("out-dir", "dist")]);
     r.assert_ok();
@@ -1433,6 +1457,10 @@ fn another_version_is_installed_with_cargo_install() {
             "--locked",
             "--root",
             root.to_str().unwrap(),
+            "--target",
+            host_triple(),
+            "--target-dir",
+            build_dir.to_str().unwrap(),
             "--path",
             REPO
         ]
@@ -1451,6 +1479,10 @@ fn another_version_is_installed_with_cargo_install() {
             "--locked",
             "--root",
             root.to_str().unwrap(),
+            "--target",
+            host_triple(),
+            "--target-dir",
+            build_dir.to_str().unwrap(),
             "cargo-fastcp",
             "--version",
             "9.8.7"
@@ -1479,6 +1511,10 @@ fn another_version_is_installed_with_cargo_install() {
             "--locked",
             "--root",
             root.to_str().unwrap(),
+            "--target",
+            host_triple(),
+            "--target-dir",
+            build_dir.to_str().unwrap(),
             "cargo-fastcp"
         ]
     );
@@ -1546,4 +1582,494 @@ fn the_summary_table_is_capped_and_the_manifest_lists_everything() {
     let lines = manifest_lines(r.output("manifest"));
     assert_eq!(lines.len(), 513);
     assert_eq!(lines[512]["files"], 512);
+}
+
+// ------------------------------------------------------------------------------------------
+// Installing the prebuilt release binary from a release server (loopback only)
+
+/// The asset the action downloads on the harness's runner (Linux, X64).
+const TARGET: &str = "x86_64-unknown-linux-musl";
+
+fn asset_name() -> String {
+    format!("cargo-fastcp-{VERSION}-{TARGET}.tar.gz")
+}
+
+/// A release directory laid out like GitHub's release downloads, `v<version>/<asset>` and
+/// `v<version>/<asset>.sha256`, holding this build's binary: made once per test binary.
+fn release_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join("action-release");
+        let _ = fs::remove_dir_all(&base);
+        let stem = format!("cargo-fastcp-{VERSION}-{TARGET}");
+        let staged = base.join("staged").join(&stem);
+        fs::create_dir_all(&staged).unwrap();
+        fs::copy(BIN, staged.join("cargo-fastcp")).unwrap();
+        let release = base.join("release");
+        let assets = release.join(format!("v{VERSION}"));
+        fs::create_dir_all(&assets).unwrap();
+        let out = Command::new("tar")
+            .arg("-czf")
+            .arg(assets.join(asset_name()))
+            .arg("-C")
+            .arg(base.join("staged"))
+            .arg(&stem)
+            .output()
+            .expect("run tar");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = Command::new("sha256sum")
+            .arg(asset_name())
+            .current_dir(&assets)
+            .output()
+            .expect("run sha256sum");
+        assert!(out.status.success());
+        fs::write(assets.join(format!("{}.sha256", asset_name())), &out.stdout).unwrap();
+        release
+    })
+}
+
+/// A tiny HTTP/1.1 file server on 127.0.0.1 (a free port) serving `root`; it records every
+/// requested path and answers 404 for anything that is not a file under `root`.
+struct ReleaseServer {
+    url: String,
+    requests: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl ReleaseServer {
+    fn start(root: &Path) -> ReleaseServer {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (root, log) = (root.to_path_buf(), requests.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut request_line = String::new();
+                if reader.read_line(&mut request_line).is_err() {
+                    continue;
+                }
+                loop {
+                    let mut header = String::new();
+                    match reader.read_line(&mut header) {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) if header == "\r\n" || header == "\n" => break,
+                        Ok(_) => {}
+                    }
+                }
+                let path = request_line
+                    .split_whitespace()
+                    .nth(1)
+                    .unwrap_or("/")
+                    .to_owned();
+                log.lock().unwrap().push(path.clone());
+                let file = root.join(path.trim_start_matches('/'));
+                let body = (!path.contains("..") && file.is_file())
+                    .then(|| fs::read(&file).ok())
+                    .flatten();
+                let (status, body) = match body {
+                    Some(b) => ("200 OK", b),
+                    None => ("404 Not Found", b"Not Found".to_vec()),
+                };
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(&body);
+            }
+        });
+        ReleaseServer { url, requests }
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+/// A copy of the release directory that a test may tamper with.
+fn own_release(sb: &Sandbox) -> PathBuf {
+    let dir = sb.root.join("release");
+    copy_tree(release_dir(), &dir);
+    dir
+}
+
+fn assets_dir(release: &Path) -> PathBuf {
+    release.join(format!("v{VERSION}"))
+}
+
+/// Nothing of a refused download is left: no binary in the tool cache, nothing extracted.
+fn assert_nothing_installed(sb: &Sandbox, r: &RunResult) {
+    assert!(
+        !cached_bin(&sb.tool_cache, VERSION).exists(),
+        "a binary was installed\n{}",
+        r.log()
+    );
+    let leftovers = sb.find_named("cargo-fastcp-download");
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    let extracted: Vec<_> = sb
+        .find_named("cargo-fastcp")
+        .into_iter()
+        .filter(|p| p.file_name().unwrap() == "cargo-fastcp" && !p.starts_with(&sb.fake_bin))
+        .collect();
+    assert!(extracted.is_empty(), "extracted: {extracted:?}");
+    assert!(!sb.cargo_log.exists(), "cargo install ran\n{}", r.log());
+    assert_eq!(r.steps.len(), 1, "the staging step ran\n{}", r.log());
+}
+
+#[test]
+fn installs_the_verified_release_binary_and_stages_with_it() {
+    let sb = Sandbox::new(false);
+    let server = ReleaseServer::start(release_dir());
+    let r = sb.run(&[
+        ("out-dir", "dist"),
+        ("bins", "single-tool"),
+        ("patterns", "README.md\nassets/**"),
+        ("exclude-globs", "**/deeper/**"),
+        ("release-base-url", &format!("{}/", server.url)),
+    ]);
+    r.assert_ok();
+    // Downloaded and verified, never built: the fake cargo records any `cargo install`.
+    assert!(!sb.cargo_log.exists(), "cargo install ran\n{}", r.log());
+    let asset = format!("/v{VERSION}/{}", asset_name());
+    assert_eq!(
+        server.requests(),
+        [format!("{asset}.sha256"), asset.clone()]
+    );
+    assert_eq!(
+        r.step_outputs["install"]["source"],
+        "release",
+        "{}",
+        r.log()
+    );
+    let cached = cached_bin(&sb.tool_cache, VERSION);
+    assert_eq!(r.step_outputs["install"]["bin"], cached.to_str().unwrap());
+    assert_eq!(r.step_outputs["install"]["version"], VERSION);
+    assert_eq!(
+        fs::read(&cached).unwrap(),
+        fs::read(BIN).unwrap(),
+        "the binary from the asset"
+    );
+    assert!(
+        r.steps[0].stdout.contains("SHA-256 verified: "),
+        "{}",
+        r.log()
+    );
+    assert!(sb.find_named("cargo-fastcp-download").is_empty());
+
+    // Every output, from the binary itself.
+    let out_dir = sb.workspace.join("dist");
+    assert_eq!(r.output("out-dir"), out_dir.to_str().unwrap());
+    assert_eq!(r.output("files"), "4");
+    let bytes: u64 = [
+        "single-tool",
+        "README.md",
+        "assets/a.txt",
+        "assets/sub/b.json",
+    ]
+    .iter()
+    .map(|f| fs::metadata(out_dir.join(f)).unwrap().len())
+    .sum();
+    assert_eq!(r.output("bytes"), bytes.to_string());
+    assert!(["io-uring", "portable"].contains(&r.output("engine")));
+    let lines = manifest_lines(r.output("manifest"));
+    assert_eq!(lines.len(), 5);
+    assert!(r.summary.contains("Staged **4** file(s)"), "{}", r.summary);
+
+    // The next run reuses the tool cache: no request reaches the server.
+    let r = sb.run(&[
+        ("out-dir", "dist2"),
+        ("patterns", "README.md"),
+        ("profile", ""),
+        ("release-base-url", &server.url),
+    ]);
+    r.assert_ok();
+    assert_eq!(r.step_outputs["install"]["source"], "cached");
+    assert_eq!(server.requests().len(), 2);
+}
+
+#[test]
+fn a_tampered_archive_or_checksum_is_refused_before_extracting() {
+    type Tamper = fn(&Path);
+    let cases: [(&str, Tamper, &str); 3] = [
+        (
+            "archive",
+            |assets| {
+                let p = assets.join(asset_name());
+                let mut bytes = fs::read(&p).unwrap();
+                let mid = bytes.len() / 2;
+                bytes[mid] ^= 0x01;
+                fs::write(&p, bytes).unwrap();
+            },
+            "cargo-fastcp: checksum mismatch",
+        ),
+        (
+            "digest",
+            |assets| {
+                let p = assets.join(format!("{}.sha256", asset_name()));
+                let text = fs::read_to_string(&p).unwrap();
+                let first = if text.starts_with('0') { "1" } else { "0" };
+                fs::write(&p, format!("{first}{}", &text[1..])).unwrap();
+            },
+            "cargo-fastcp: checksum mismatch",
+        ),
+        (
+            "checksum file",
+            |assets| {
+                let p = assets.join(format!("{}.sha256", asset_name()));
+                fs::write(&p, "not a digest\n").unwrap();
+            },
+            "cargo-fastcp: bad checksum file",
+        ),
+    ];
+    for (what, tamper, title) in cases {
+        let sb = Sandbox::new(false);
+        let release = own_release(&sb);
+        tamper(&assets_dir(&release));
+        let server = ReleaseServer::start(&release);
+        let r = sb.run(&[("out-dir", "dist"), ("release-base-url", &server.url)]);
+        assert_eq!(r.failed, Some(2), "tampered {what}\n{}", r.log());
+        let errors = r.errors();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].props["title"], title, "tampered {what}");
+        assert!(
+            errors[0].message.contains("nothing was extracted or run"),
+            "{errors:?}"
+        );
+        assert_nothing_installed(&sb, &r);
+        assert!(!sb.workspace.join("dist").exists());
+    }
+}
+
+/// A `cargo` that, for `cargo install`, records its arguments, working directory and
+/// environment, then proves the environment with a real build: it builds a tiny crate that
+/// refuses to compile under `--cfg broken`, for the `--target` and into the `--target-dir` it
+/// was given, with the real cargo and exactly that environment. It "installs" this build's
+/// binary when that succeeds and fails like the build otherwise.
+fn probing_cargo(sb: &Sandbox) -> PathBuf {
+    let probe = sb.root.join("probe");
+    fs::create_dir_all(probe.join("src")).unwrap();
+    fs::write(
+        probe.join("Cargo.toml"),
+        "[package]\nname = \"probe\"\nversion = \"0.0.0\"\nedition = \"2021\"\n\n[workspace]\n",
+    )
+    .unwrap();
+    fs::write(
+        probe.join("src/main.rs"),
+        "#[cfg(broken)]\ncompile_error!(\"RUSTFLAGS reached the build\");\nfn main() {}\n",
+    )
+    .unwrap();
+    let env_log = sb.root.join("install-env");
+    write_executable(
+        &sb.fake_bin.join("cargo"),
+        &format!(
+            "#!/bin/bash\nif [ \"$1\" != install ]; then exec {real} \"$@\"; fi\n\
+             printf '%s\\n' \"$@\" > {log}\n{{ pwd; env; }} > {env_log}\n\
+             root='' target='' tdir=''\n\
+             while [ $# -gt 0 ]; do case $1 in --root) root=$2; shift;; --target) target=$2; shift;; --target-dir) tdir=$2; shift;; esac; shift; done\n\
+             {real} build --offline --quiet --manifest-path {probe} ${{target:+--target \"$target\"}} ${{tdir:+--target-dir \"$tdir\"}} || exit 101\n\
+             mkdir -p \"$root/bin\" && cp {bin} \"$root/bin/cargo-fastcp\"\n",
+            real = sh_quote(&real_cargo()),
+            log = sh_quote(sb.cargo_log.to_str().unwrap()),
+            env_log = sh_quote(env_log.to_str().unwrap()),
+            probe = sh_quote(probe.join("Cargo.toml").to_str().unwrap()),
+            bin = sh_quote(BIN),
+        ),
+    );
+    env_log
+}
+
+/// What a hostile job sets for its own cross build; none of it may reach the tool's build.
+const DIRTY_JOB_ENV: [(&str, &str); 6] = [
+    ("CARGO_BUILD_TARGET", "aarch64-unknown-linux-gnu"),
+    ("RUSTFLAGS", "--cfg=broken"),
+    ("CARGO_ENCODED_RUSTFLAGS", "--cfg=broken"),
+    ("CARGO_TARGET_DIR", "/nonexistent/target"),
+    ("RUSTC_WRAPPER", "/nonexistent/wrapper"),
+    ("CARGO_BUILD_JOBS", "0"),
+];
+
+#[test]
+fn an_unreleased_version_builds_the_actions_checkout_in_a_clean_environment() {
+    let mut sb = Sandbox::new(false);
+    sb.job_env = DIRTY_JOB_ENV.to_vec();
+    let env_log = probing_cargo(&sb);
+    // The control: with the job's environment, the probe build fails.
+    let control = Command::new(real_cargo())
+        .args(["build", "--offline", "--quiet", "--manifest-path"])
+        .arg(sb.root.join("probe/Cargo.toml"))
+        .arg("--target-dir")
+        .arg(sb.root.join("control-target"))
+        .env_remove("CARGO_TARGET_DIR")
+        .envs(
+            DIRTY_JOB_ENV
+                .iter()
+                .filter(|(k, _)| *k != "CARGO_TARGET_DIR")
+                .copied(),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        !control.status.success(),
+        "the probe builds even with the job's environment"
+    );
+
+    // A release server that has no asset for this version: 404.
+    let empty = sb.root.join("empty-release");
+    fs::create_dir_all(&empty).unwrap();
+    let server = ReleaseServer::start(&empty);
+    let r = sb.run(&[
+        ("out-dir", "dist"),
+        ("patterns", "README.md"),
+        ("profile", ""),
+        ("release-base-url", &server.url),
+    ]);
+    r.assert_ok();
+    assert_eq!(
+        server.requests(),
+        [format!("/v{VERSION}/{}.sha256", asset_name())]
+    );
+    let log = &r.steps[0].stdout;
+    assert!(
+        log.contains(&format!(
+            "no release of cargo-fastcp {VERSION} (HTTP 404 for {}/v{VERSION}/{}.sha256): building the action's own checkout",
+            server.url,
+            asset_name()
+        )),
+        "{log}"
+    );
+    assert_eq!(r.step_outputs["install"]["source"], "checkout");
+    let build_dir = sb.runner_temp.join("cargo-fastcp-build");
+    let args = fs::read_to_string(&sb.cargo_log).unwrap();
+    assert_eq!(
+        args.lines().collect::<Vec<_>>(),
+        [
+            "install",
+            "--locked",
+            "--root",
+            sb.tool_cache
+                .join(format!("cargo-fastcp/{VERSION}/x64"))
+                .to_str()
+                .unwrap(),
+            "--target",
+            host_triple(),
+            "--target-dir",
+            build_dir.to_str().unwrap(),
+            "--path",
+            REPO
+        ]
+    );
+    let env = fs::read_to_string(&env_log).unwrap();
+    let mut lines = env.lines();
+    assert_eq!(
+        lines.next(),
+        sb.runner_temp.to_str(),
+        "cwd outside the workspace"
+    );
+    for line in lines {
+        let name = line.split('=').next().unwrap();
+        assert!(
+            !(name.starts_with("CARGO_BUILD_")
+                || [
+                    "CARGO_TARGET_DIR",
+                    "RUSTFLAGS",
+                    "CARGO_ENCODED_RUSTFLAGS",
+                    "RUSTC_WRAPPER"
+                ]
+                .contains(&name)),
+            "{line} reached cargo install"
+        );
+    }
+    // The probe really built, for the host, in the action's own target dir.
+    assert!(build_dir.join(host_triple()).join("debug/probe").exists());
+    assert!(sb.workspace.join("dist/README.md").exists());
+}
+
+#[test]
+fn without_a_release_asset_binstall_then_cargo_install_are_tried() {
+    let sb = Sandbox::new(false);
+    let empty = sb.root.join("empty-release");
+    fs::create_dir_all(&empty).unwrap();
+    let server = ReleaseServer::start(&empty);
+    // A cargo-binstall that records its arguments and installs this build's binary.
+    let binstall_log = sb.root.join("binstall.log");
+    write_executable(
+        &sb.fake_bin.join("cargo-binstall"),
+        &format!(
+            "#!/bin/bash\nprintf '%s\\n' \"$@\" > {log}\nroot=''\n\
+             while [ $# -gt 0 ]; do case $1 in --root) root=$2; shift;; esac; shift; done\n\
+             mkdir -p \"$root/bin\" && cp {bin} \"$root/bin/cargo-fastcp\"\n",
+            log = sh_quote(binstall_log.to_str().unwrap()),
+            bin = sh_quote(BIN),
+        ),
+    );
+    let root = sb.tool_cache.join(format!("cargo-fastcp/{VERSION}/x64"));
+    // An explicit version: released on crates.io perhaps, but not here (404).
+    let inputs = [
+        ("out-dir", "dist"),
+        ("patterns", "README.md"),
+        ("profile", ""),
+        ("version", VERSION),
+        ("release-base-url", &server.url),
+    ];
+    let r = sb.run(&inputs);
+    r.assert_ok();
+    assert_eq!(r.step_outputs["install"]["source"], "binstall");
+    assert!(r.steps[0]
+        .stdout
+        .contains("no prebuilt binary (HTTP 404 for "));
+    assert!(r.steps[0].stdout.contains("): trying cargo binstall"));
+    assert_eq!(
+        fs::read_to_string(&binstall_log)
+            .unwrap()
+            .lines()
+            .collect::<Vec<_>>(),
+        [
+            "binstall",
+            "--no-confirm",
+            "--disable-strategies",
+            "compile",
+            "--root",
+            root.to_str().unwrap(),
+            &format!("cargo-fastcp@{VERSION}")
+        ]
+    );
+    assert!(!sb.cargo_log.exists());
+    assert!(sb.workspace.join("dist/README.md").exists());
+
+    // When binstall fails, cargo install of that version (the fake cargo fails it: exit 2).
+    fs::remove_dir_all(&root).unwrap();
+    write_executable(&sb.fake_bin.join("cargo-binstall"), "#!/bin/sh\nexit 1\n");
+    let r = sb.run(&inputs);
+    assert_eq!(r.failed, Some(2), "{}", r.log());
+    assert!(r.steps[0]
+        .stdout
+        .contains(&format!("no prebuilt binary (cargo binstall failed): building cargo-fastcp {VERSION} with cargo install")));
+    let args = fs::read_to_string(&sb.cargo_log).unwrap();
+    assert!(
+        args.ends_with(&format!("cargo-fastcp\n--version\n{VERSION}\n")),
+        "{args}"
+    );
+
+    // An unreachable server (a closed port) is a download failure like a 404.
+    fs::remove_file(sb.fake_bin.join("cargo-binstall")).unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let r = sb.run(&[
+        ("out-dir", "dist"),
+        ("version", VERSION),
+        ("release-base-url", &url),
+    ]);
+    assert_eq!(r.failed, Some(2), "{}", r.log());
+    assert!(
+        r.steps[0].stdout.contains("no prebuilt binary (curl: "),
+        "{}",
+        r.log()
+    );
 }
