@@ -2073,3 +2073,92 @@ fn without_a_release_asset_binstall_then_cargo_install_are_tried() {
         r.log()
     );
 }
+
+/// The release workflow, the action's platform table and `cargo binstall`'s metadata name the
+/// same six targets and the same asset files.
+#[test]
+fn release_workflow_action_and_binstall_agree_on_the_assets() {
+    let text = fs::read_to_string(Path::new(REPO).join(".github/workflows/release.yml")).unwrap();
+    let wf = &YamlLoader::load_from_str(&text).unwrap()[0];
+    let mut built: Vec<(String, String)> = wf["jobs"]["build"]["strategy"]["matrix"]["include"]
+        .as_vec()
+        .expect("a matrix include list")
+        .iter()
+        .map(|e| {
+            (
+                e["target"].as_str().unwrap().to_owned(),
+                e["archive"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    built.sort();
+
+    // The install step's `RUNNER_OS/arch) target=… ;;` table.
+    let install = &action().steps[0].run;
+    let mut mapped: Vec<(String, String)> = install
+        .lines()
+        .filter_map(|l| {
+            let (key, rest) = l.trim().split_once(") target=")?;
+            let target = rest.strip_suffix(" ;;").filter(|t| !t.is_empty())?;
+            let archive = if key.starts_with("Windows/") {
+                "zip"
+            } else {
+                "tar.gz"
+            };
+            Some((target.to_owned(), archive.to_owned()))
+        })
+        .collect();
+    mapped.sort();
+    assert_eq!(
+        built, mapped,
+        "release.yml builds what the action downloads"
+    );
+    assert_eq!(built.len(), 6);
+    assert!(built
+        .iter()
+        .all(|(t, _)| !t.contains("-linux-") || t.ends_with("-musl")));
+
+    let cargo_toml = fs::read_to_string(Path::new(REPO).join("Cargo.toml")).unwrap();
+    let meta = |table: &str, key: &str| -> String {
+        let start = cargo_toml
+            .find(&format!("[{table}]\n"))
+            .unwrap_or_else(|| panic!("no [{table}]"));
+        let body = &cargo_toml[start..];
+        let body = &body[body.find('\n').unwrap() + 1..];
+        let body = &body[..body.find("\n[").unwrap_or(body.len())];
+        let line = body
+            .lines()
+            .find(|l| l.starts_with(&format!("{key} = ")))
+            .unwrap_or_else(|| panic!("no {key} in [{table}]"));
+        line.split_once(" = ")
+            .unwrap()
+            .1
+            .trim_matches('"')
+            .to_owned()
+    };
+    for (target, archive) in &built {
+        let table = if archive == "zip" {
+            format!("package.metadata.binstall.overrides.{target}")
+        } else {
+            "package.metadata.binstall".to_owned()
+        };
+        let expand = |t: &str| {
+            t.replace("{ repo }", "https://github.com/o/r")
+                .replace("{ version }", VERSION)
+                .replace("{ name }", "cargo-fastcp")
+                .replace("{ target }", target)
+        };
+        assert_eq!(
+            expand(&meta(&table, "pkg-url")),
+            format!(
+                "https://github.com/o/r/releases/download/v{VERSION}/cargo-fastcp-{VERSION}-{target}.{archive}"
+            )
+        );
+        let fmt = if archive == "zip" { "zip" } else { "tgz" };
+        assert_eq!(meta(&table, "pkg-fmt"), fmt, "{target}");
+    }
+    assert_eq!(
+        meta("package.metadata.binstall", "bin-dir"),
+        "{ name }-{ version }-{ target }/{ bin }{ binary-ext }"
+    );
+}
