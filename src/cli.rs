@@ -202,6 +202,34 @@ struct Cli {
     /// $GITHUB_STEP_SUMMARY, error annotations on stdout, the log on stderr
     #[arg(long, conflicts_with = "message_format", help_heading = "Reporting")]
     github_output: bool,
+    /// Override a cargo configuration value (KEY=VALUE or a .toml file), as `cargo --config`
+    #[arg(
+        long = "config",
+        value_name = "KEY=VALUE|PATH",
+        help_heading = "Compilation Options"
+    )]
+    cargo_config: Vec<String>,
+
+    /// Features of the selected packages (comma- or space-separated; repeatable)
+    #[arg(
+        short = 'F',
+        long,
+        value_name = "FEATURES",
+        help_heading = "Feature Selection"
+    )]
+    features: Vec<String>,
+
+    /// All features of the selected packages
+    #[arg(long, help_heading = "Feature Selection")]
+    all_features: bool,
+
+    /// Not the `default` feature of the selected packages
+    #[arg(long, help_heading = "Feature Selection")]
+    no_default_features: bool,
+
+    /// An artifact older than a source it was built from is an error (exit 2), not a warning
+    #[arg(long, help_heading = "Target Selection")]
+    require_fresh: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -262,7 +290,11 @@ fn into_config(cli: Cli) -> Result<Config, clap::Error> {
         }
     }
     for t in &cli.target {
-        if t.is_empty() || t.contains(['/', '\\']) || t.starts_with('.') {
+        // A target spec file is named by its stem; anything else is a directory name.
+        let name = t.strip_suffix(".json").map_or(t.as_str(), |spec| {
+            spec.rsplit(['/', '\\']).next().unwrap_or_default()
+        });
+        if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
             return Err(usage(format!("invalid target triple `{t}`")));
         }
     }
@@ -318,6 +350,17 @@ fn into_config(cli: Cli) -> Result<Config, clap::Error> {
     if cli.github_output {
         cfg.github = Some(github_step(|name| std::env::var_os(name))?);
     }
+    cfg.cargo_config = cli.cargo_config;
+    cfg.features = cli
+        .features
+        .iter()
+        .flat_map(|f| f.split([',', ' ']))
+        .filter(|f| !f.is_empty())
+        .map(String::from)
+        .collect();
+    cfg.all_features = cli.all_features;
+    cfg.no_default_features = cli.no_default_features;
+    cfg.require_fresh = cli.require_fresh;
     Ok(cfg)
 }
 

@@ -123,6 +123,17 @@ pub struct Config {
     /// `--github-output`: report as a GitHub Actions step (outputs, job summary, annotations)
     /// instead of the human output.
     pub github: Option<GithubStep>,
+    /// `--config KEY=VALUE|PATH` values, handed to every cargo command as given.
+    pub cargo_config: Vec<String>,
+    /// `--features`: features of the selected packages (`feat` or `package/feat`), as cargo
+    /// takes them (comma- or space-separated values are split).
+    pub features: Vec<String>,
+    /// `--all-features`.
+    pub all_features: bool,
+    /// `--no-default-features`.
+    pub no_default_features: bool,
+    /// An artifact older than a source it was built from is an error, not a warning.
+    pub require_fresh: bool,
 }
 
 /// Where a GitHub Actions step's report goes; read from the runner's environment by `cli`.
@@ -168,6 +179,11 @@ impl Config {
             fsync: false,
             manifest: None,
             github: None,
+            cargo_config: Vec::new(),
+            features: Vec::new(),
+            all_features: false,
+            no_default_features: false,
+            require_fresh: false,
         }
     }
 

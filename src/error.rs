@@ -49,6 +49,52 @@ pub enum PlanError {
     Escapes { path: PathBuf, base: PathBuf },
     #[error("engine io-uring is not available here: {0}")]
     EngineUnavailable(String),
+    #[error("cargo configuration: {0}")]
+    CargoConfig(String),
+    #[error("{target} requires the features {features}; pass `{flag}`")]
+    RequiredFeatures {
+        target: String,
+        features: String,
+        flag: String,
+    },
+    #[error("two selected artifacts land on one destination {}:\n  {a}\n  {b}", .dst.display())]
+    ArtifactCollision { dst: PathBuf, a: String, b: String },
+    #[error("{}", stale_message(.0))]
+    Stale(Vec<StaleArtifact>),
+}
+
+/// An artifact older than a source cargo built it from.
+#[derive(Debug, Clone)]
+pub struct StaleArtifact {
+    pub artifact: PathBuf,
+    pub source: PathBuf,
+}
+
+impl std::fmt::Display for StaleArtifact {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} is older than {}; run cargo build or use --build",
+            shown(&self.artifact).display(),
+            shown(&self.source).display()
+        )
+    }
+}
+
+/// A path as the user would type it: relative to the working directory when below it.
+fn shown(p: &std::path::Path) -> PathBuf {
+    std::env::current_dir()
+        .ok()
+        .and_then(|cwd| p.strip_prefix(cwd).ok().map(PathBuf::from))
+        .unwrap_or_else(|| p.to_path_buf())
+}
+
+fn stale_message(stale: &[StaleArtifact]) -> String {
+    let mut s = String::from("artifacts are older than their sources (--require-fresh):");
+    for a in stale {
+        s.push_str(&format!("\n  {a}"));
+    }
+    s
 }
 
 fn missing_message(missing: &[(PathBuf, String)]) -> String {

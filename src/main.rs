@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
+use cargo_fastcp::plan::Remark;
 use cargo_fastcp::{cli, engine, report, select, signal, Config};
 
 fn main() -> ExitCode {
@@ -34,6 +35,12 @@ fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
     let chosen = engine::choose(cfg)?;
     let engine = chosen.backend.name();
     let reporter = report::github::for_run(cfg, selection.plan())?;
+    for remark in &selection.plan().remarks {
+        match remark {
+            Remark::Warning(text) => reporter.warn(text),
+            Remark::Note(text) => reporter.note(text),
+        }
+    }
     let streaming = match selection.feed() {
         Some(feed) => format!("; copying while {} runs", feed.what()),
         None => String::new(),

@@ -156,6 +156,15 @@ fn multi_link(_md: &std::fs::Metadata) -> bool {
 pub struct Plan {
     pub out_dir: PathBuf,
     pub jobs: Jobs,
+    /// What selection found worth saying that is not an error, for the reporter.
+    pub remarks: Vec<Remark>,
+}
+
+/// A remark of selection: a warning is always shown (but with `-q`), a note at `-v`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Remark {
+    Warning(String),
+    Note(String),
 }
 
 impl Plan {
@@ -164,6 +173,7 @@ impl Plan {
         Plan {
             out_dir,
             jobs: Jobs::open(),
+            remarks: Vec::new(),
         }
     }
 
@@ -228,6 +238,7 @@ impl Plan {
         Ok(Plan {
             out_dir,
             jobs: Jobs::from(jobs),
+            remarks: Vec::new(),
         })
     }
 }

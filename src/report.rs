@@ -20,6 +20,8 @@ pub trait Reporter: EventSink {
     fn finish(&self, summary: &Summary);
     /// A remark shown at `-v` (human output only).
     fn note(&self, text: &str);
+    /// A warning on stderr, `warning: <text>` (not with `-q`).
+    fn warn(&self, text: &str);
     fn as_sink(&self) -> &dyn EventSink;
 }
 
@@ -201,6 +203,12 @@ impl Reporter for Human<'_> {
         }
     }
 
+    fn warn(&self, text: &str) {
+        if !self.quiet {
+            self.eprint(&format!("warning: {text}"));
+        }
+    }
+
     fn as_sink(&self) -> &dyn EventSink {
         self
     }
@@ -368,6 +376,11 @@ impl Reporter for Json<'_> {
     }
 
     fn note(&self, _text: &str) {}
+
+    /// Stdout stays JSON lines; a warning goes where cargo's go, to stderr.
+    fn warn(&self, text: &str) {
+        eprintln!("warning: {text}");
+    }
 
     fn as_sink(&self) -> &dyn EventSink {
         self

@@ -1,13 +1,16 @@
 //! Selection: asks cargo (`cargo metadata --no-deps`, once) and the globs what to copy; builds the Plan.
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use cargo_metadata::{CrateType, Metadata, MetadataCommand, Package, Target, TargetKind};
 
+use crate::cargo::config::{build_targets, BuildTarget};
+use crate::cargo::depinfo;
+use crate::cargo::features::{self, FeatureFlags};
 use crate::cargo::naming::{profile_dir, Platform};
 use crate::config::{Config, CrateKind, TargetSelection};
-use crate::error::PlanError;
-use crate::plan::{Feed, Job, Kind, Op, Plan, Publisher, Selection};
+use crate::error::{PlanError, StaleArtifact};
+use crate::plan::{Feed, Job, Kind, Op, Plan, Publisher, Remark, Selection};
 use crate::walk::PatternWalk;
 
 /// Turns a validated config into a conflict-free plan. Reads the filesystem; writes nothing.
@@ -19,6 +22,7 @@ pub fn select(cfg: &Config) -> Result<Plan, PlanError> {
     let mut jobs = Vec::new();
     let mut base = cfg.from.clone();
     let mut target_dir = None;
+    let mut remarks = Vec::new();
     if cfg.selects_artifacts() || (cfg.from.is_none() && !cfg.patterns.is_empty()) {
         let meta = metadata(cfg)?;
         let tdir = cfg
@@ -26,7 +30,7 @@ pub fn select(cfg: &Config) -> Result<Plan, PlanError> {
             .clone()
             .unwrap_or_else(|| meta.target_directory.clone().into_std_path_buf());
         if cfg.selects_artifacts() {
-            jobs.extend(artifact_jobs(cfg, &meta, &tdir, &out_dir)?);
+            jobs.extend(artifact_jobs(cfg, &meta, &tdir, &out_dir, &mut remarks)?);
         }
         base = Some(meta.workspace_root.clone().into_std_path_buf());
         target_dir = Some(tdir);
@@ -57,8 +61,9 @@ pub fn select(cfg: &Config) -> Result<Plan, PlanError> {
         };
         jobs.extend(walk.collect(&cfg.patterns)?);
     }
-    let plan = Plan::build(out_dir, jobs)?;
+    let mut plan = Plan::build(out_dir, jobs)?;
     check_same_files(&plan)?;
+    plan.remarks = remarks;
     Ok(plan)
 }
 
@@ -216,7 +221,16 @@ fn metadata(cfg: &Config) -> Result<Metadata, PlanError> {
     if let Some(m) = &cfg.manifest_path {
         cmd.manifest_path(m);
     }
+    cmd.other_options(config_flags(cfg));
     cmd.exec().map_err(|e| PlanError::Metadata(e.to_string()))
+}
+
+/// `--config` values, as cargo takes them.
+fn config_flags(cfg: &Config) -> Vec<String> {
+    cfg.cargo_config
+        .iter()
+        .flat_map(|c| ["--config".to_string(), c.clone()])
+        .collect()
 }
 
 fn selected_packages<'m>(cfg: &Config, meta: &'m Metadata) -> Result<Vec<&'m Package>, PlanError> {
@@ -311,6 +325,19 @@ impl Role {
 }
 
 impl Selected<'_> {
+    /// `bin `tool` of package `a` (a/src/main.rs)`: which target, wherever its files land.
+    fn describe(&self) -> String {
+        let role = match self.role {
+            Role::Bin => "bin",
+            Role::Example => "example",
+            Role::Lib => "lib",
+        };
+        format!(
+            "{role} `{}` of package `{}` ({})",
+            self.target.name, self.pkg.name, self.target.src_path
+        )
+    }
+
     /// The `cargo build` flag that builds exactly this target.
     fn flag(&self) -> String {
         match self.role {
@@ -321,9 +348,11 @@ impl Selected<'_> {
     }
 }
 
-/// Where one `--target` (or the host) puts its artifacts, and where they go in the out-dir.
-struct Layout<'a> {
-    triple: Option<&'a str>,
+/// Where one platform's build puts its artifacts, and where they go in the out-dir.
+#[derive(Clone)]
+struct Layout {
+    /// `None`: the host, with no `--target`.
+    target: Option<BuildTarget>,
     platform: Platform,
     /// `<target-dir>[/<triple>]/<profile-dir>`.
     dir: PathBuf,
@@ -345,27 +374,35 @@ struct Expected {
 /// Turns the selection into the artifact files it names, in four steps: which packages
 /// ([`selected_packages`]), which of their targets ([`selected_targets`]), which crate kinds of
 /// them ([`wanted_kinds`]), and in which target-dir layouts ([`layouts`]). Each expected file is
-/// then found on disk ([`stage_expected`]) or reported missing with the command that builds it.
+/// then found on disk ([`stage_expected`]) or reported missing with the command that builds it;
+/// two targets landing on one destination are an error ([`Destinations`]), and an artifact older
+/// than its sources is said ([`check_fresh`]).
 fn artifact_jobs(
     cfg: &Config,
     meta: &Metadata,
     target_dir: &Path,
     out_dir: &Path,
+    remarks: &mut Vec<Remark>,
 ) -> Result<Vec<Job>, PlanError> {
     let packages = selected_packages(cfg, meta)?;
     check_named_targets(&cfg.targets, &packages)?;
     let kinds = wanted_kinds(&cfg.targets);
-    let targets = selected_targets(&cfg.targets, &packages);
-    let layouts = layouts(cfg, target_dir, out_dir);
+    let targets = selected_targets(cfg, &packages, remarks)?;
+    let layouts = layouts(cfg, target_dir, out_dir)?;
     let mut jobs = Vec::new();
     let mut missing = Vec::new();
+    let mut stale = Vec::new();
+    let mut destinations = Destinations::default();
     for layout in &layouts {
         for sel in &targets {
             for exp in expected_files(layout, sel, &kinds, cfg.debug_files) {
+                destinations.claim(exp.out.join(&exp.file), sel)?;
+                let first = jobs.len();
                 if !stage_expected(&exp, &sel.pkg.name, &mut jobs)? {
-                    let cmd = build_command(cfg, layout.triple, &sel.pkg.name, &sel.flag());
+                    let cmd = build_command(cfg, layout, sel);
                     missing.push((exp.dir.join(&exp.file), cmd));
                 }
+                stale.extend(jobs[first..].iter().filter_map(|j| check_fresh(j, meta)));
             }
         }
     }
@@ -379,7 +416,46 @@ fn artifact_jobs(
             kinds: kinds.join(", "),
         });
     }
+    if cfg.require_fresh && !stale.is_empty() {
+        return Err(PlanError::Stale(stale));
+    }
+    remarks.extend(stale.into_iter().map(|s| Remark::Warning(s.to_string())));
     Ok(jobs)
+}
+
+/// Which selected target each destination came from: two that land on one name (a bin `tool`
+/// in two members, whose files even share one path in the target dir) are an error naming both.
+#[derive(Default)]
+struct Destinations(HashMap<PathBuf, String>);
+
+impl Destinations {
+    fn claim(&mut self, dst: PathBuf, sel: &Selected<'_>) -> Result<(), PlanError> {
+        let origin = sel.describe();
+        match self.0.get(&dst) {
+            Some(first) if *first != origin => Err(PlanError::ArtifactCollision {
+                dst,
+                a: first.clone(),
+                b: origin,
+            }),
+            Some(_) => Ok(()),
+            None => {
+                self.0.insert(dst, origin);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// `Some` when a source `job` (an artifact file) was built from is newer than it.
+fn check_fresh(job: &Job, meta: &Metadata) -> Option<StaleArtifact> {
+    if job.op != Op::Copy || job.kind == Kind::DebugInfo {
+        return None;
+    }
+    let source = depinfo::newer_source(&job.src, job.mtime?, meta.workspace_root.as_std_path())?;
+    Some(StaleArtifact {
+        artifact: job.src.clone(),
+        source,
+    })
 }
 
 /// Crate kinds to stage: `--crate-type` if given; every kind when a target is named (`--lib`
@@ -427,26 +503,66 @@ fn check_named_targets(sel: &TargetSelection, packages: &[&Package]) -> Result<(
 }
 
 /// The targets of the selected packages that the target flags pick: the named ones, or without
-/// target flags every bin, lib and example (the crate kinds then narrow them).
-fn selected_targets<'m>(sel: &TargetSelection, packages: &[&'m Package]) -> Vec<Selected<'m>> {
+/// target flags every bin and lib (examples only when `--crate-type example` asks for them:
+/// cargo never builds examples by default). A bin or example whose `required-features` the
+/// feature flags leave out is not built by cargo, so not selected (a note at `-v`); naming it
+/// is an error that says which features it needs.
+fn selected_targets<'m>(
+    cfg: &Config,
+    packages: &[&'m Package],
+    remarks: &mut Vec<Remark>,
+) -> Result<Vec<Selected<'m>>, PlanError> {
+    let sel = &cfg.targets;
+    let flags = FeatureFlags {
+        features: &cfg.features,
+        all: cfg.all_features,
+        no_default: cfg.no_default_features,
+    };
     let mut out = Vec::new();
     for pkg in packages {
+        let enabled = features::enabled(pkg, flags);
         for target in &pkg.targets {
             let Some(role) = Role::of(target) else {
                 continue;
             };
-            if wants(sel, role, &target.name) {
-                out.push(Selected { pkg, target, role });
+            if !wants(sel, role, &target.name) {
+                continue;
+            }
+            let selected = Selected { pkg, target, role };
+            let missing = features::missing(target, &enabled);
+            if missing.is_empty() {
+                out.push(selected);
+            } else if names_exactly(sel, role, &target.name) {
+                return Err(PlanError::RequiredFeatures {
+                    target: selected.describe(),
+                    features: missing.join(", "),
+                    flag: format!("--features {}", missing.join(",")),
+                });
+            } else {
+                remarks.push(Remark::Note(format!(
+                    "{} not selected: it requires the features {} (see --features)",
+                    selected.describe(),
+                    missing.join(", ")
+                )));
             }
         }
     }
-    out
+    Ok(out)
+}
+
+/// Whether `--bin NAME`/`--example NAME` names this very target.
+fn names_exactly(sel: &TargetSelection, role: Role, name: &str) -> bool {
+    match role {
+        Role::Bin => sel.bins.iter().any(|b| b == name),
+        Role::Example => sel.examples.iter().any(|e| e == name),
+        Role::Lib => false,
+    }
 }
 
 /// Whether the target flags pick a target of this role and name.
 fn wants(sel: &TargetSelection, role: Role, name: &str) -> bool {
     if !sel.names_targets() {
-        return true;
+        return role != Role::Example || sel.crate_types.contains(&CrateKind::Example);
     }
     match role {
         Role::Bin => sel.all_bins || sel.bins.iter().any(|b| b == name),
@@ -455,35 +571,41 @@ fn wants(sel: &TargetSelection, role: Role, name: &str) -> bool {
     }
 }
 
-/// One layout per `--target` (or the host's when none is given).
-fn layouts<'c>(cfg: &'c Config, target_dir: &Path, out_dir: &Path) -> Vec<Layout<'c>> {
-    let triples: Vec<Option<&str>> = if cfg.triples.is_empty() {
-        vec![None]
-    } else {
-        cfg.triples.iter().map(|t| Some(t.as_str())).collect()
-    };
+/// One layout per platform cargo builds for (see [`build_targets`]), or the host's.
+fn layouts(cfg: &Config, target_dir: &Path, out_dir: &Path) -> Result<Vec<Layout>, PlanError> {
+    let cwd = std::env::current_dir().map_err(|e| PlanError::io(".", e))?;
+    let targets = build_targets(&cfg.triples, &cfg.cargo_config, &cwd)?;
     let pdir = profile_dir(cfg.profile());
-    triples
-        .iter()
-        .map(|&triple| Layout {
-            triple,
-            platform: Platform::of(triple),
-            dir: match triple {
-                Some(t) => target_dir.join(t).join(pdir),
-                None => target_dir.join(pdir),
+    let several = targets.len() > 1;
+    let host = Layout {
+        target: None,
+        platform: Platform::host(),
+        dir: target_dir.join(pdir),
+        host_dir: target_dir.join(pdir),
+        out: out_dir.to_path_buf(),
+    };
+    if targets.is_empty() {
+        return Ok(vec![host]);
+    }
+    Ok(targets
+        .into_iter()
+        .map(|t| Layout {
+            platform: Platform::of(Some(&t.name)),
+            dir: target_dir.join(&t.name).join(pdir),
+            out: if several {
+                out_dir.join(&t.name)
+            } else {
+                out_dir.to_path_buf()
             },
-            host_dir: target_dir.join(pdir),
-            out: match triple {
-                Some(t) if triples.len() > 1 => out_dir.join(t),
-                _ => out_dir.to_path_buf(),
-            },
+            target: Some(t),
+            ..host.clone()
         })
-        .collect()
+        .collect())
 }
 
 /// The files one selected target leaves in one layout, for the wanted crate kinds.
 fn expected_files(
-    layout: &Layout<'_>,
+    layout: &Layout,
     sel: &Selected<'_>,
     kinds: &[CrateKind],
     debug_files: bool,
@@ -582,8 +704,10 @@ fn is_lib_target(kinds: &[TargetKind]) -> bool {
     })
 }
 
-/// The `cargo build` command that produces one target's artifacts.
-fn build_command(cfg: &Config, triple: Option<&str>, pkg: &str, target: &str) -> String {
+/// The `cargo build` command that produces one target's artifacts: the selection's own flags
+/// as given, the target's required features, and `name@version` where the name alone could
+/// mean another package.
+fn build_command(cfg: &Config, layout: &Layout, sel: &Selected<'_>) -> String {
     let mut cmd = String::from("cargo build");
     if let Some(m) = &cfg.manifest_path {
         cmd.push_str(&format!(" --manifest-path {}", m.display()));
@@ -593,12 +717,78 @@ fn build_command(cfg: &Config, triple: Option<&str>, pkg: &str, target: &str) ->
         "release" => cmd.push_str(" --release"),
         p => cmd.push_str(&format!(" --profile {p}")),
     }
-    if let Some(t) = triple {
-        cmd.push_str(&format!(" --target {t}"));
+    // A platform from cargo's configuration needs no flag: the user's `cargo build` reads it too.
+    if let (Some(t), false) = (&layout.target, cfg.triples.is_empty()) {
+        cmd.push_str(&format!(" --target {}", t.arg));
     }
-    cmd.push_str(&format!(" -p {pkg} {target}"));
+    if let Some(d) = &cfg.target_dir {
+        cmd.push_str(&format!(" --target-dir {}", d.display()));
+    }
+    for c in &cfg.cargo_config {
+        cmd.push_str(&format!(" --config {}", shell_word(c)));
+    }
+    let mut features: Vec<&str> = cfg.features.iter().map(String::as_str).collect();
+    for f in &sel.target.required_features {
+        if !features.contains(&f.as_str()) {
+            features.push(f);
+        }
+    }
+    if cfg.all_features {
+        cmd.push_str(" --all-features");
+    }
+    if cfg.no_default_features {
+        cmd.push_str(" --no-default-features");
+    }
+    if !features.is_empty() {
+        cmd.push_str(&format!(" --features {}", features.join(",")));
+    }
+    cmd.push_str(&format!(" -p {} {}", package_spec(sel.pkg), sel.flag()));
     cmd
 }
+
+/// `name`, or `name@version` when the workspace's lock file holds another package of that name
+/// (then `-p name` is ambiguous to cargo).
+fn package_spec(pkg: &Package) -> String {
+    let lock = pkg
+        .manifest_path
+        .ancestors()
+        .map(|d| d.join("Cargo.lock"))
+        .find(|l| l.exists());
+    let namesakes = lock
+        .and_then(|l| std::fs::read_to_string(l).ok())
+        .map_or(0, |text| lock_namesakes(&text, &pkg.name));
+    if namesakes > 1 {
+        format!("{}@{}", pkg.name, pkg.version)
+    } else {
+        pkg.name.to_string()
+    }
+}
+
+/// How many packages named `name` a `Cargo.lock` holds.
+fn lock_namesakes(lock: &str, name: &str) -> usize {
+    #[derive(serde::Deserialize)]
+    struct Lock {
+        #[serde(default)]
+        package: Vec<Locked>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Locked {
+        name: String,
+    }
+    toml::from_str::<Lock>(lock).map_or(0, |l| l.package.iter().filter(|p| p.name == name).count())
+}
+
+/// `s` as one word for a POSIX shell: quoted when it holds anything but plain characters.
+fn shell_word(s: &str) -> String {
+    if s.chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_./=,:@+".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -646,7 +836,12 @@ mod tests {
     fn picked(sel: &TargetSelection) -> Vec<(String, Vec<CrateKind>)> {
         let pkg = app();
         let kinds = wanted_kinds(sel);
-        selected_targets(sel, &[&pkg])
+        let cfg = Config {
+            targets: sel.clone(),
+            ..Config::new()
+        };
+        selected_targets(&cfg, &[&pkg], &mut Vec::new())
+            .expect("no target is named")
             .into_iter()
             .map(|s| {
                 let ck: Vec<CrateKind> = crate_kinds(&s.target.kind, &s.target.crate_types)
@@ -680,8 +875,8 @@ mod tests {
                 ("app", &[CrateKind::Bin]),
                 ("app-admin", &[CrateKind::Bin]),
                 ("app", &[CrateKind::Cdylib, CrateKind::Staticlib]),
-                ("ex_ffi", &[CrateKind::Cdylib]),
-            ])
+            ]),
+            "examples only when asked for: cargo never builds them by default"
         );
     }
 

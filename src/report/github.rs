@@ -399,6 +399,16 @@ impl Reporter for Github<'_> {
         }
     }
 
+    /// In the log, and as a warning annotation on the run.
+    fn warn(&self, text: &str) {
+        log(&format!("warning: {}", one_line(text)));
+        emit_commands(&format!(
+            "::warning title={}::{}\n",
+            escape_property("cargo-fastcp"),
+            escape_data(text)
+        ));
+    }
+
     fn as_sink(&self) -> &dyn EventSink {
         self
     }
