@@ -18,16 +18,19 @@
 //! small stand-in scripts), and a fake `cargo` first on PATH records any `cargo install`.
 #![cfg(unix)]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
+use std::time::Duration;
 
+use common::{copy_tree, host_triple, in_ci, real_cargo, skip, spawn, template, Fixture, BIN};
 use yaml_rust2::{Yaml, YamlLoader};
 
-const BIN: &str = env!("CARGO_BIN_EXE_cargo-fastcp");
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 const WORKFLOW_FILE: &str = ".github/workflows/release.yml";
@@ -400,77 +403,23 @@ fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
-/// The host's target triple, as `rustc -vV` reports it.
-fn host_triple() -> &'static str {
-    static HOST: OnceLock<String> = OnceLock::new();
-    HOST.get_or_init(|| {
-        let out = Command::new("rustc")
-            .arg("-vV")
-            .output()
-            .expect("run rustc -vV");
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .find_map(|l| l.strip_prefix("host: "))
-            .expect("rustc -vV names the host")
-            .to_owned()
-    })
-}
-
-fn real_cargo() -> String {
-    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for entry in fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let name = entry.file_name();
-        if name == "target" {
-            continue;
-        }
-        let ty = entry.file_type().unwrap();
-        if ty.is_dir() {
-            copy_tree(&entry.path(), &to.join(&name));
-        } else {
-            fs::copy(entry.path(), to.join(&name)).unwrap();
-        }
-    }
+fn real_cargo_str() -> &'static str {
+    real_cargo().to_str().expect("a UTF-8 path to cargo")
 }
 
 fn fixture_source() -> PathBuf {
-    Path::new(REPO).join("tests/fixtures/single")
+    Fixture::Single.source_dir()
 }
 
-/// The fixture's target directory, built once with a real `cargo build --release`
-/// (from a copy: the fixture is never built in place).
-fn fixture_target() -> &'static Path {
-    static TARGET: OnceLock<PathBuf> = OnceLock::new();
-    TARGET.get_or_init(|| {
-        let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join("action-harness");
-        let src = base.join("single");
-        let target = base.join("target");
-        let _ = fs::remove_dir_all(&src);
-        copy_tree(&fixture_source(), &src);
-        let out = Command::new(real_cargo())
-            .args([
-                "build",
-                "--release",
-                "--offline",
-                "--quiet",
-                "--manifest-path",
-            ])
-            .arg(src.join("Cargo.toml"))
-            .env("CARGO_TARGET_DIR", &target)
-            .env_remove("RUSTFLAGS")
-            .output()
-            .expect("run cargo build");
-        assert!(
-            out.status.success(),
-            "cargo build --release of the fixture failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        target
-    })
+/// The fixture's target directory, built once with a real `cargo build --release` (in the shared
+/// template: the fixture is never built in place).
+fn fixture_target() -> PathBuf {
+    template(Fixture::Single).join("target")
+}
+
+/// A copy of the fixture's sources at `to`, without any `target` directory.
+fn copy_fixture(to: &Path) {
+    copy_tree(&fixture_source(), to, &|rel| rel.ends_with("target")).unwrap();
 }
 
 impl Sandbox {
@@ -495,7 +444,7 @@ impl Sandbox {
             root,
             _dir: dir,
         };
-        copy_tree(&fixture_source(), &sb.workspace);
+        copy_fixture(&sb.workspace);
         for d in [&sb.home, &sb.runner_temp, &sb.tool_cache] {
             fs::create_dir_all(d).unwrap();
         }
@@ -506,7 +455,7 @@ impl Sandbox {
             &format!(
                 "#!/bin/sh\nif [ \"$1\" = install ]; then printf '%s\\n' \"$@\" > {log}; exit 97; fi\nexec {real} \"$@\"\n",
                 log = sh_quote(sb.cargo_log.to_str().unwrap()),
-                real = sh_quote(&real_cargo()),
+                real = sh_quote(real_cargo_str()),
             ),
         );
         if seed {
@@ -564,14 +513,14 @@ impl Sandbox {
         if let Ok(t) = std::env::var("RUSTUP_TOOLCHAIN") {
             base_env.insert("RUSTUP_TOOLCHAIN".into(), t);
         }
-        base_env.insert("CARGO".into(), real_cargo());
+        base_env.insert("CARGO".into(), real_cargo_str().to_owned());
         let ws = self.workspace.to_str().unwrap().to_owned();
         let fixed = [
             ("HOME", self.home.to_str().unwrap().to_owned()),
             ("TMPDIR", self.runner_temp.to_str().unwrap().to_owned()),
             (
                 "CARGO_TARGET_DIR",
-                fixture_target().to_str().unwrap().into(),
+                fixture_target().to_str().unwrap().to_owned(),
             ),
             ("CI", "true".into()),
             ("GITHUB_ACTIONS", "true".into()),
@@ -877,11 +826,19 @@ fn inputs_reach_scripts_only_through_env() {
     }
 }
 
+/// Outside CI a missing shellcheck is a printed SKIP; in CI (`CI` set) it fails the test, since
+/// `.ci/run` installs it.
 #[test]
 fn step_scripts_pass_shellcheck_when_it_is_installed() {
-    let Ok(probe) = Command::new("shellcheck").arg("--version").output() else {
-        eprintln!("shellcheck is not installed; skipped");
-        return;
+    const NAME: &str = "step_scripts_pass_shellcheck_when_it_is_installed";
+    let probe = match Command::new("shellcheck").arg("--version").output() {
+        Ok(probe) => probe,
+        Err(e) if in_ci() => {
+            panic!(
+                "shellcheck cannot run ({e}), and CI is set: CI must have it (.ci/run installs it)"
+            )
+        }
+        Err(e) => return skip(NAME, &format!("shellcheck is not installed ({e})")),
     };
     assert!(probe.status.success());
     let dir = tempfile::tempdir().unwrap();
@@ -1540,6 +1497,39 @@ fn a_bad_version_input_or_failed_install_fails_the_action() {
 // ------------------------------------------------------------------------------------------
 // The harness itself
 
+/// The stand-in `cargo` first on the steps' PATH hands everything but `cargo install` to the real
+/// cargo by absolute path, found before any PATH is changed: with `CARGO` unset (the test binary
+/// run directly) a bare `cargo` would be the stand-in itself, exec'ing itself forever.
+#[test]
+fn the_fake_cargo_runs_the_real_cargo_by_absolute_path() {
+    const NAME: &str = "the_fake_cargo_runs_the_real_cargo_by_absolute_path";
+    let sb = Sandbox::new(false);
+    match common::find_cargo(None, std::env::var_os("PATH")) {
+        Some(found) => assert!(
+            found.is_absolute() && !found.starts_with(&sb.fake_bin),
+            "without CARGO the harness would run {}",
+            found.display()
+        ),
+        None => skip(
+            NAME,
+            "no cargo on PATH: the rule without CARGO is not checked",
+        ),
+    }
+    let mut path = vec![sb.fake_bin.clone()];
+    path.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    let mut c = Command::new(sb.fake_bin.join("cargo"));
+    c.arg("--version")
+        .env_remove("CARGO")
+        .env("PATH", std::env::join_paths(path).unwrap());
+    let d = spawn(c)
+        .wait_within(Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("the stand-in cargo never reached the real one: {e}"));
+    d.expect_code(0, "`cargo --version` through the stand-in");
+    assert!(d.stdout.starts_with("cargo "), "{}", d.describe());
+}
+
 #[test]
 fn harness_parses_file_commands_like_the_runner() {
     let parsed = parse_file_command(
@@ -1695,7 +1685,7 @@ impl ReleaseServer {
 /// A copy of the release directory that a test may tamper with.
 fn own_release(sb: &Sandbox) -> PathBuf {
     let dir = sb.root.join("release");
-    copy_tree(release_dir(), &dir);
+    copy_tree(release_dir(), &dir, &|rel| rel.ends_with("target")).unwrap();
     dir
 }
 
@@ -1874,7 +1864,7 @@ fn probing_cargo(sb: &Sandbox) -> PathBuf {
              while [ $# -gt 0 ]; do case $1 in --root) root=$2; shift;; --target) target=$2; shift;; --target-dir) tdir=$2; shift;; esac; shift; done\n\
              {real} build --offline --quiet --manifest-path {probe} ${{target:+--target \"$target\"}} ${{tdir:+--target-dir \"$tdir\"}} || exit 101\n\
              mkdir -p \"$root/bin\" && cp {bin} \"$root/bin/cargo-fastcp\"\n",
-            real = sh_quote(&real_cargo()),
+            real = sh_quote(real_cargo_str()),
             log = sh_quote(sb.cargo_log.to_str().unwrap()),
             env_log = sh_quote(env_log.to_str().unwrap()),
             probe = sh_quote(probe.join("Cargo.toml").to_str().unwrap()),

@@ -8,17 +8,25 @@
 //!
 //! A control case runs without a filter: where the kernel allows io_uring, `auto` must pick it.
 #![cfg(target_os = "linux")]
+// The seccomp cases are built for x86_64 and aarch64 only.
+#![cfg_attr(
+    not(any(target_arch = "x86_64", target_arch = "aarch64")),
+    allow(dead_code)
+)]
+
+mod common;
 
 use std::ffi::OsStr;
 use std::fs;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
+use common::{
+    assert_faithful_copy, bytes, counts, io_uring_gate, kernel_refuses_io_uring, put, set_mode,
+    summary_of, Done, BIN,
+};
 use serde_json::Value;
 use tempfile::TempDir;
-
-const BIN: &str = env!("CARGO_BIN_EXE_cargo-fastcp");
 
 // ---------------------------------------------------------------------------------------------
 // The seccomp filter
@@ -113,7 +121,7 @@ mod seccomp {
 }
 
 /// Runs the binary with `args`, under a filter denying `deny` when it is non-empty.
-fn run_fastcp<S: AsRef<OsStr>>(args: &[S], deny: &[(i64, i32)]) -> Output {
+fn run_fastcp<S: AsRef<OsStr>>(args: &[S], deny: &[(i64, i32)]) -> Done {
     let mut cmd = Command::new(BIN);
     cmd.args(args).env_remove("CARGO_TARGET_DIR");
     #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
@@ -132,39 +140,12 @@ fn run_fastcp<S: AsRef<OsStr>>(args: &[S], deny: &[(i64, i32)]) -> Output {
     );
     cmd.output()
         .unwrap_or_else(|e| panic!("cannot run {BIN}: {e}"))
-}
-
-fn describe(out: &Output) -> String {
-    format!(
-        "status: {:?}\n--- stdout (last 2 KiB) ---\n{}\n--- stderr ---\n{}",
-        out.status,
-        tail(&String::from_utf8_lossy(&out.stdout), 2048),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn tail(s: &str, n: usize) -> &str {
-    let mut start = s.len().saturating_sub(n);
-    while !s.is_char_boundary(start) {
-        start += 1;
-    }
-    &s[start..]
+        .into()
 }
 
 /// The `{"reason":"summary",...}` line of a JSON run.
-fn summary(out: &Output) -> Value {
-    let text = String::from_utf8_lossy(&out.stdout);
-    let last = text.lines().rev().find(|l| !l.trim().is_empty());
-    let v: Value = last
-        .and_then(|l| serde_json::from_str(l).ok())
-        .unwrap_or_else(|| panic!("no JSON summary line\n{}", describe(out)));
-    assert_eq!(
-        v["reason"],
-        "summary",
-        "the last JSON line should be the summary\n{}",
-        describe(out)
-    );
-    v
+fn summary(run: &Done) -> Value {
+    summary_of(&run.json()).clone()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -174,19 +155,6 @@ struct Tree {
     _tmp: TempDir,
     src: PathBuf,
     scratch: PathBuf,
-}
-
-/// Deterministic, position-dependent bytes: a misplaced or repeated block changes the content.
-fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 fn tree() -> Tree {
@@ -210,13 +178,13 @@ fn tree() -> Tree {
     ];
     for (i, &(rel, len, mode)) in files.iter().enumerate() {
         let p = src.join(rel);
-        fs::write(&p, pattern(len, i as u64 + 1)).unwrap();
+        put(&p, &bytes(len, i as u64 + 1));
         let t = std::time::UNIX_EPOCH
             + std::time::Duration::new(1_700_000_000 + i as u64 * 3600, 123_456_789 + i as u32);
         let f = fs::File::options().write(true).open(&p).unwrap();
         f.set_modified(t).unwrap();
         drop(f);
-        fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
+        set_mode(&p, mode);
     }
     fs::hard_link(src.join("tool"), src.join("sub/tool-link")).unwrap();
     std::os::unix::fs::symlink("../tool", src.join("sub/tool-sym")).unwrap();
@@ -234,117 +202,6 @@ impl Tree {
         assert!(!p.exists(), "{} is reused", p.display());
         p
     }
-}
-
-/// `dst` is a faithful copy of `src`: same entries, bytes, modes, mtimes (ns), symlink targets,
-/// hard-link groups kept; no stray temporary file.
-fn assert_copy(src: &Path, dst: &Path) {
-    let mut problems = Vec::new();
-    let mut stack = vec![PathBuf::new()];
-    let mut src_inodes: Vec<(u64, PathBuf)> = Vec::new();
-    while let Some(rel) = stack.pop() {
-        let mut names: Vec<_> = fs::read_dir(src.join(&rel))
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        names.sort();
-        let dst_names: Vec<_> = fs::read_dir(dst.join(&rel))
-            .unwrap_or_else(|e| panic!("{}: {e}", dst.join(&rel).display()))
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        for n in &dst_names {
-            if !names.contains(n) {
-                problems.push(format!(
-                    "extra entry in the copy: {}",
-                    rel.join(n).display()
-                ));
-            }
-        }
-        for name in names {
-            let r = rel.join(&name);
-            let (s, d) = (src.join(&r), dst.join(&r));
-            let sm = fs::symlink_metadata(&s).unwrap();
-            let dm = match fs::symlink_metadata(&d) {
-                Ok(m) => m,
-                Err(e) => {
-                    problems.push(format!("{}: missing ({e})", r.display()));
-                    continue;
-                }
-            };
-            if sm.file_type() != dm.file_type() {
-                problems.push(format!("{}: type differs", r.display()));
-                continue;
-            }
-            if sm.is_dir() {
-                stack.push(r.clone());
-            } else if sm.file_type().is_symlink() {
-                if fs::read_link(&s).unwrap() != fs::read_link(&d).unwrap() {
-                    problems.push(format!("{}: symlink target differs", r.display()));
-                }
-            } else if fs::read(&s).unwrap() != fs::read(&d).unwrap() {
-                problems.push(format!("{}: content differs", r.display()));
-            }
-            if !sm.file_type().is_symlink() && sm.mode() & 0o7777 != dm.mode() & 0o7777 {
-                problems.push(format!(
-                    "{}: mode {:o} -> {:o}",
-                    r.display(),
-                    sm.mode() & 0o7777,
-                    dm.mode() & 0o7777
-                ));
-            }
-            let (st, dt) = ((sm.mtime(), sm.mtime_nsec()), (dm.mtime(), dm.mtime_nsec()));
-            if st != dt {
-                problems.push(format!("{}: mtime {st:?} -> {dt:?}", r.display()));
-            }
-            if sm.is_file() && sm.nlink() > 1 {
-                src_inodes.push((sm.ino(), r.clone()));
-            }
-        }
-    }
-    // Hard-link groups: same source inode -> same destination inode.
-    src_inodes.sort();
-    for pair in src_inodes.windows(2) {
-        if pair[0].0 == pair[1].0 {
-            let a = fs::metadata(dst.join(&pair[0].1)).unwrap().ino();
-            let b = fs::metadata(dst.join(&pair[1].1)).unwrap().ino();
-            if a != b {
-                problems.push(format!(
-                    "hard link lost: {} and {} are separate files in the copy",
-                    pair[0].1.display(),
-                    pair[1].1.display()
-                ));
-            }
-        }
-    }
-    assert!(
-        problems.is_empty(),
-        "{} is not a faithful copy of {}:\n  {}",
-        dst.display(),
-        src.display(),
-        problems.join("\n  ")
-    );
-}
-
-/// Files (not directories) and data bytes the tree holds, as the summary counts them.
-fn expected_counts(src: &Path) -> (u64, u64) {
-    let (mut files, mut bytes) = (0, 0);
-    let mut seen = std::collections::HashSet::new();
-    let mut stack = vec![src.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for e in fs::read_dir(dir).unwrap() {
-            let e = e.unwrap();
-            let m = fs::symlink_metadata(e.path()).unwrap();
-            if m.is_dir() {
-                stack.push(e.path());
-                continue;
-            }
-            files += 1;
-            if m.is_file() && seen.insert(m.ino()) {
-                bytes += m.len();
-            }
-        }
-    }
-    (files, bytes)
 }
 
 fn errno_words(errno: i32) -> Vec<String> {
@@ -371,102 +228,89 @@ fn errno_words(errno: i32) -> Vec<String> {
 // ---------------------------------------------------------------------------------------------
 // The cases
 
-/// Under a filter denying `deny`: `auto` copies byte-exact with the portable engine and `-v` says
-/// why; `--engine io-uring` exits 2, writes nothing, and names io_uring and the failure.
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-fn check_fallback(case: &str, deny: &[(i64, i32)]) {
-    let t = tree();
-    let src = t.src.as_os_str();
+/// `-o OUT --from SRC ** EXTRA…`.
+fn copy_args<'a>(out: &'a Path, src: &'a Path, extra: &'a [&'a str]) -> Vec<&'a OsStr> {
+    let mut v = vec![
+        OsStr::new("-o"),
+        out.as_os_str(),
+        OsStr::new("--from"),
+        src.as_os_str(),
+        OsStr::new("**"),
+    ];
+    v.extend(extra.iter().map(OsStr::new));
+    v
+}
 
-    // 1. auto falls back, the copy is exact, the summary names the portable engine.
+/// Under a filter denying `deny`, `auto` falls back: the copy is exact and the summary names
+/// the portable engine.
+fn auto_falls_back(case: &str, deny: &[(i64, i32)]) {
+    let t = tree();
     let out = t.out(&format!("{case}-auto"));
     let run = run_fastcp(
-        &[
-            OsStr::new("-o"),
-            out.as_os_str(),
-            OsStr::new("--from"),
-            src,
-            OsStr::new("**"),
-            OsStr::new("--message-format"),
-            OsStr::new("json"),
-        ],
+        &copy_args(&out, &t.src, &["--message-format", "json"]),
         deny,
     );
     assert!(
         run.status.success(),
         "[{case}] `--engine auto` under the filter should succeed\n{}",
-        describe(&run)
+        run.describe()
     );
     let s = summary(&run);
     assert_eq!(
         s["engine"],
         "portable",
         "[{case}] with io_uring denied, auto must report the fallback engine\n{}",
-        describe(&run)
+        run.describe()
     );
-    let (files, bytes) = expected_counts(&t.src);
+    let (files, bytes) = counts(&t.src);
     assert_eq!(s["errors"], 0, "[{case}] {s}");
     assert_eq!(s["files"], files, "[{case}] files in summary: {s}");
     assert_eq!(s["bytes"], bytes, "[{case}] bytes in summary: {s}");
-    assert_copy(&t.src, &out);
+    assert_faithful_copy(&t.src, &out);
+}
 
-    // 2. -v explains the choice (human output, stderr).
+/// Under a filter denying `deny`, `auto -v` explains the choice (human output, stderr).
+fn auto_verbose_says_why(case: &str, deny: &[(i64, i32)]) {
+    let t = tree();
     let out_v = t.out(&format!("{case}-verbose"));
-    let run = run_fastcp(
-        &[
-            OsStr::new("-o"),
-            out_v.as_os_str(),
-            OsStr::new("--from"),
-            src,
-            OsStr::new("**"),
-            OsStr::new("-v"),
-        ],
-        deny,
-    );
-    assert!(run.status.success(), "[{case}] -v run\n{}", describe(&run));
-    let err = String::from_utf8_lossy(&run.stderr);
+    let run = run_fastcp(&copy_args(&out_v, &t.src, &["-v"]), deny);
+    assert!(run.status.success(), "[{case}] -v run\n{}", run.describe());
+    let err = &run.stderr;
     assert!(
         err.contains("engine: portable") && err.contains("io_uring"),
         "[{case}] -v should say the portable engine was chosen because io_uring is unavailable\n{}",
-        describe(&run)
+        run.describe()
     );
     assert!(
         err.contains("[engine: portable]"),
         "[{case}] the summary line should name the portable engine\n{}",
-        describe(&run)
+        run.describe()
     );
-    assert_copy(&t.src, &out_v);
+    assert_faithful_copy(&t.src, &out_v);
+}
 
-    // 3. Asking for io-uring explicitly is a clear error: exit 2, nothing written.
+/// Under a filter denying `deny`, asking for io-uring explicitly is a clear error: exit 2,
+/// nothing written, io-uring and the errno named.
+fn io_uring_is_refused(case: &str, deny: &[(i64, i32)]) {
+    let t = tree();
     let out_u = t.out(&format!("{case}-io-uring"));
-    let run = run_fastcp(
-        &[
-            OsStr::new("-o"),
-            out_u.as_os_str(),
-            OsStr::new("--from"),
-            src,
-            OsStr::new("**"),
-            OsStr::new("--engine"),
-            OsStr::new("io-uring"),
-        ],
-        deny,
-    );
+    let run = run_fastcp(&copy_args(&out_u, &t.src, &["--engine", "io-uring"]), deny);
     assert_eq!(
-        run.status.code(),
+        run.code(),
         Some(2),
         "[{case}] --engine io-uring under the filter must exit 2\n{}",
-        describe(&run)
+        run.describe()
     );
     assert!(
         !out_u.exists(),
         "[{case}] --engine io-uring failed but wrote {}",
         out_u.display()
     );
-    let err = String::from_utf8_lossy(&run.stderr);
+    let err = &run.stderr;
     assert!(
         err.starts_with("error:") && (err.contains("io-uring") || err.contains("io_uring")),
         "[{case}] the error should start with `error:` and name io-uring\n{}",
-        describe(&run)
+        run.describe()
     );
     let errno = deny[0].1;
     let words = errno_words(errno);
@@ -474,138 +318,133 @@ fn check_fallback(case: &str, deny: &[(i64, i32)]) {
         words.iter().any(|w| err.contains(w.as_str())),
         "[{case}] the error should say why io_uring is unavailable (one of {words:?}: the errno \
          the kernel returned)\n{}",
-        describe(&run)
+        run.describe()
     );
 }
 
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-#[test]
-fn io_uring_setup_enosys_falls_back_to_portable() {
-    // A kernel built without CONFIG_IO_URING, or a seccomp profile answering ENOSYS (Docker's).
-    check_fallback("setup-ENOSYS", &[(seccomp::IO_URING_SETUP, libc::ENOSYS)]);
+/// One denial as named cases: `case_auto` (falls back, exact copy), `case_auto_verbose` (`-v`
+/// says why) and `case_io_uring` (exit 2, nothing written, the errno named).
+macro_rules! denial_cases {
+    ($(#[$meta:meta])* $name:ident: $syscall:ident => $errno:ident) => {
+        $(#[$meta])*
+        #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+        mod $name {
+            use super::*;
+
+            const DENY: &[(i64, i32)] = &[(seccomp::$syscall, libc::$errno)];
+            const CASE: &str = concat!(stringify!($syscall), "-", stringify!($errno));
+
+            #[test]
+            fn case_auto() {
+                auto_falls_back(CASE, DENY);
+            }
+
+            #[test]
+            fn case_auto_verbose() {
+                auto_verbose_says_why(CASE, DENY);
+            }
+
+            #[test]
+            fn case_io_uring() {
+                io_uring_is_refused(CASE, DENY);
+            }
+        }
+    };
 }
 
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-#[test]
-fn io_uring_setup_eperm_falls_back_to_portable() {
-    // kernel.io_uring_disabled=2 (or =1 outside io_uring_group), or an EPERM seccomp profile.
-    check_fallback("setup-EPERM", &[(seccomp::IO_URING_SETUP, libc::EPERM)]);
+denial_cases! {
+    /// A kernel built without CONFIG_IO_URING, or a seccomp profile answering ENOSYS (Docker's).
+    io_uring_setup_enosys_falls_back_to_portable: IO_URING_SETUP => ENOSYS
 }
 
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-#[test]
-fn io_uring_enter_denied_falls_back_to_portable() {
-    // Partial denial: the ring can be set up but never entered. The probe must submit and reap
-    // a NOP to notice this; setting up a ring alone proves nothing.
-    check_fallback("enter-EPERM", &[(seccomp::IO_URING_ENTER, libc::EPERM)]);
+denial_cases! {
+    /// kernel.io_uring_disabled=2 (or =1 outside io_uring_group), or an EPERM seccomp profile.
+    io_uring_setup_eperm_falls_back_to_portable: IO_URING_SETUP => EPERM
 }
 
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-#[test]
-fn io_uring_register_denied_falls_back_to_portable() {
-    // Partial denial of registration (the buffer ring needs io_uring_register).
-    check_fallback(
-        "register-EPERM",
-        &[(seccomp::IO_URING_REGISTER, libc::EPERM)],
-    );
+denial_cases! {
+    /// Partial denial: the ring can be set up but never entered. The probe must submit and reap
+    /// a NOP to notice this; setting up a ring alone proves nothing.
+    io_uring_enter_denied_falls_back_to_portable: IO_URING_ENTER => EPERM
+}
+
+denial_cases! {
+    /// Partial denial of registration (the buffer ring needs io_uring_register).
+    io_uring_register_denied_falls_back_to_portable: IO_URING_REGISTER => EPERM
 }
 
 /// The filter itself works: a raw `io_uring_setup` in a filtered child fails with the errno.
 /// (If this fails, the fallback cases above prove nothing.)
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-#[test]
-fn the_filter_denies_io_uring_setup() {
-    for errno in [libc::ENOSYS, libc::EPERM] {
-        let prog = seccomp::program(&[(seccomp::IO_URING_SETUP, errno)]);
-        // SAFETY: fork in a test process; the child only makes raw syscalls and _exits.
-        let pid = unsafe { libc::fork() };
-        assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
-        if pid == 0 {
-            let code = match seccomp::install(&prog) {
-                Err(_) => 100,
-                Ok(()) => {
-                    let mut params = [0u8; 120]; // struct io_uring_params
-                                                 // SAFETY: io_uring_setup(1, &params); a raw syscall.
-                    let r =
-                        unsafe { libc::syscall(seccomp::IO_URING_SETUP, 1, params.as_mut_ptr()) };
-                    let e = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
-                    if r < 0 && e == errno {
-                        0
-                    } else {
-                        101
-                    }
+fn filter_denies_io_uring_setup(errno: i32) {
+    let prog = seccomp::program(&[(seccomp::IO_URING_SETUP, errno)]);
+    // SAFETY: fork in a test process; the child only makes raw syscalls and _exits.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        let code = match seccomp::install(&prog) {
+            Err(_) => 100,
+            Ok(()) => {
+                let mut params = [0u8; 120]; // struct io_uring_params
+                                             // SAFETY: io_uring_setup(1, &params); a raw syscall.
+                let r = unsafe { libc::syscall(seccomp::IO_URING_SETUP, 1, params.as_mut_ptr()) };
+                let e = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+                if r < 0 && e == errno {
+                    0
+                } else {
+                    101
                 }
-            };
-            // SAFETY: leave the forked child without running the parent's destructors.
-            unsafe { libc::_exit(code) };
-        }
-        let mut status = 0;
-        // SAFETY: waiting for our own child.
-        unsafe { libc::waitpid(pid, &mut status, 0) };
-        assert!(
-            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-            "the seccomp filter did not make io_uring_setup fail with errno {errno} (child status \
-             {status:#x}: 100 = filter not installed, 101 = syscall not denied)"
-        );
+            }
+        };
+        // SAFETY: leave the forked child without running the parent's destructors.
+        unsafe { libc::_exit(code) };
     }
+    let mut status = 0;
+    // SAFETY: waiting for our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "the seccomp filter did not make io_uring_setup fail with errno {errno} (child status \
+         {status:#x}: 100 = filter not installed, 101 = syscall not denied)"
+    );
 }
 
-/// Whether this kernel and process allow io_uring at all, and if not, why.
-fn io_uring_allowed_here() -> Result<(), String> {
-    match fs::read_to_string("/proc/sys/kernel/io_uring_disabled") {
-        Ok(v) if v.trim() != "0" => {
-            return Err(format!(
-                "/proc/sys/kernel/io_uring_disabled is {}",
-                v.trim()
-            ));
-        }
-        _ => {}
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+mod the_filter_denies_io_uring_setup {
+    use super::*;
+
+    #[test]
+    fn case_enosys() {
+        filter_denies_io_uring_setup(libc::ENOSYS);
     }
-    let mut params = [0u8; 120]; // struct io_uring_params
-                                 // SAFETY: io_uring_setup(1, &params) returns a new fd or -1; the fd is closed below.
-    let fd = unsafe { libc::syscall(libc::SYS_io_uring_setup, 1, params.as_mut_ptr()) };
-    if fd < 0 {
-        return Err(format!(
-            "io_uring_setup fails in this process: {} (a container's seccomp profile?)",
-            std::io::Error::last_os_error()
-        ));
+
+    #[test]
+    fn case_eperm() {
+        filter_denies_io_uring_setup(libc::EPERM);
     }
-    // SAFETY: closing the fd io_uring_setup just returned.
-    unsafe { libc::close(fd as i32) };
-    Ok(())
 }
 
 /// Control: with nothing denied, on a kernel that allows io_uring, `auto` picks io_uring, and the
-/// copy is exact.
+/// copy is exact. Where the kernel refuses io_uring this prints SKIP, or fails under
+/// `CARGO_FASTCP_REQUIRE_URING=1`.
 #[test]
 fn auto_picks_io_uring_where_the_kernel_allows_it() {
-    if let Err(why) = io_uring_allowed_here() {
-        eprintln!("skipped: io_uring is not available on this machine ({why})");
+    let name = "auto_picks_io_uring_where_the_kernel_allows_it";
+    if !io_uring_gate(name, kernel_refuses_io_uring().as_deref()) {
         return;
     }
     let t = tree();
     let out = t.out("control");
-    let run = run_fastcp(
-        &[
-            OsStr::new("-o"),
-            out.as_os_str(),
-            OsStr::new("--from"),
-            t.src.as_os_str(),
-            OsStr::new("**"),
-            OsStr::new("--message-format"),
-            OsStr::new("json"),
-        ],
-        &[],
-    );
-    assert!(run.status.success(), "control run\n{}", describe(&run));
+    let run = run_fastcp(&copy_args(&out, &t.src, &["--message-format", "json"]), &[]);
+    assert!(run.status.success(), "control run\n{}", run.describe());
     let s = summary(&run);
     assert_eq!(
         s["engine"],
         "io-uring",
         "io_uring works on this machine (io_uring_setup succeeds in the test process), so \
          `--engine auto` should pick it\n{}",
-        describe(&run)
+        run.describe()
     );
     assert_eq!(s["errors"], 0, "{s}");
-    assert_copy(&t.src, &out);
+    assert_faithful_copy(&t.src, &out);
 }

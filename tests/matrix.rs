@@ -18,20 +18,23 @@
 //! Linux only: the io-uring variants are Linux's, and macOS's APFS refuses non-UTF-8 names.
 #![cfg(target_os = "linux")]
 
-use std::collections::{BTreeMap, HashMap};
+mod common;
+
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{symlink, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use common::{
+    bytes, compare_trees, counts, set_mode, set_mtime_nofollow, walk, Done, Rng, Scratch, Variant,
+    BIN,
+};
 use serde_json::Value;
-
-const BIN: &str = env!("CARGO_BIN_EXE_cargo-fastcp");
 
 const KIB: usize = 1 << 10;
 const MIB: usize = 1 << 20;
@@ -45,35 +48,6 @@ const DEPTH: usize = 64;
 
 // ---------------------------------------------------------------------------------------------
 // Content
-
-/// xorshift64*: deterministic, fast even unoptimized when used a word at a time.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn fill(&mut self, buf: &mut [u8]) {
-        for chunk in buf.chunks_mut(8) {
-            let w = self.next().to_le_bytes();
-            chunk.copy_from_slice(&w[..chunk.len()]);
-        }
-    }
-}
-
-fn bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut v = vec![0u8; len];
-    Rng::new(seed).fill(&mut v);
-    v
-}
 
 /// Writes `len` bytes in which every 4 KiB page starts with its own page number: a page written
 /// at the wrong offset, twice, or not at all shows up in a byte compare.
@@ -109,86 +83,11 @@ fn stamp(i: u64) -> SystemTime {
         )
 }
 
-fn c_path(p: &Path) -> std::ffi::CString {
-    std::ffi::CString::new(p.as_os_str().as_bytes()).expect("no NUL in test paths")
-}
-
-/// Sets the mtime (and atime) of `p` itself, not following a symlink.
-fn set_mtime_nofollow(p: &Path, t: SystemTime) {
-    let d = t.duration_since(UNIX_EPOCH).unwrap();
-    let ts = libc::timespec {
-        tv_sec: d.as_secs() as libc::time_t,
-        tv_nsec: d.subsec_nanos() as _,
-    };
-    let times = [ts, ts];
-    let c = c_path(p);
-    // SAFETY: valid C string and a two-element timespec array.
-    let r = unsafe {
-        libc::utimensat(
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            times.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
-    assert_eq!(
-        r,
-        0,
-        "utimensat {}: {}",
-        p.display(),
-        io::Error::last_os_error()
-    );
-}
-
-fn set_mode(p: &Path, mode: u32) {
-    fs::set_permissions(p, fs::Permissions::from_mode(mode)).unwrap();
-}
-
-/// Removes a tree even where read-only directories (0555) would stop `remove_dir_all`.
-fn force_remove(root: &Path) {
-    fn open_up(p: &Path) {
-        let Ok(md) = fs::symlink_metadata(p) else {
-            return;
-        };
-        if md.is_dir() {
-            let _ = fs::set_permissions(p, fs::Permissions::from_mode(0o700));
-            if let Ok(rd) = fs::read_dir(p) {
-                for e in rd.flatten() {
-                    open_up(&e.path());
-                }
-            }
-        }
-    }
-    open_up(root);
-    let _ = fs::remove_dir_all(root);
-}
-
-/// A directory removed (forcibly) on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(prefix: &str) -> Scratch {
-        let dir = tempfile::Builder::new()
-            .prefix(prefix)
-            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-            .expect("tempdir")
-            .keep();
-        Scratch(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        force_remove(&self.0);
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // The tree
 
 struct Corpus {
-    /// Holds `src`; removed at process exit.
-    root: PathBuf,
+    /// In a directory removed at process exit.
     src: PathBuf,
     /// Non-directory entries and data bytes (each hard-link group once): the summary's counts.
     files: u64,
@@ -199,26 +98,12 @@ struct Corpus {
 
 static CORPUS: OnceLock<Corpus> = OnceLock::new();
 
-extern "C" fn remove_corpus() {
-    if let Some(c) = CORPUS.get() {
-        force_remove(&c.root);
-    }
-}
-
 fn corpus() -> &'static Corpus {
     CORPUS.get_or_init(|| {
         let t0 = Instant::now();
-        let root = Scratch::new("matrix-src-");
-        let src = root.0.join("src");
+        let src = Scratch::new("matrix-src-").until_exit().join("src");
         let non_utf8 = build_tree(&src);
         let (files, bytes) = counts(&src);
-        let root = {
-            let p = root.0.clone();
-            std::mem::forget(root);
-            p
-        };
-        // SAFETY: registering a plain `extern "C" fn()`; it runs once at process exit.
-        unsafe { libc::atexit(remove_corpus) };
         eprintln!(
             "matrix: tree of {files} files, {} MiB generated in {:.1} s at {}",
             bytes >> 20,
@@ -226,7 +111,6 @@ fn corpus() -> &'static Corpus {
             src.display()
         );
         Corpus {
-            root,
             src,
             files,
             bytes,
@@ -475,160 +359,6 @@ fn build_tree(src: &Path) -> PathBuf {
     PathBuf::from("names").join(bad)
 }
 
-/// Non-directory entries, and data bytes counting each hard-link group once.
-fn counts(src: &Path) -> (u64, u64) {
-    let mut seen = std::collections::HashSet::new();
-    let (mut files, mut bytes) = (0, 0);
-    for (_, md) in walk(src) {
-        if md.is_dir() {
-            continue;
-        }
-        files += 1;
-        if md.is_file() && seen.insert(md.ino()) {
-            bytes += md.len();
-        }
-    }
-    (files, bytes)
-}
-
-/// Every entry below `root` (not `root` itself), relative, with its lstat.
-fn walk(root: &Path) -> BTreeMap<PathBuf, fs::Metadata> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![PathBuf::new()];
-    while let Some(rel) = stack.pop() {
-        let dir = root.join(&rel);
-        for e in fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
-            let e = e.unwrap();
-            let r = rel.join(e.file_name());
-            let md = fs::symlink_metadata(e.path()).unwrap();
-            if md.is_dir() {
-                stack.push(r.clone());
-            }
-            out.insert(r, md);
-        }
-    }
-    out
-}
-
-// ---------------------------------------------------------------------------------------------
-// Checks
-
-fn same_bytes(a: &Path, b: &Path) -> io::Result<bool> {
-    let (mut fa, mut fb) = (File::open(a)?, File::open(b)?);
-    let (mut ba, mut bb) = (vec![0u8; MIB], vec![0u8; MIB]);
-    loop {
-        let na = read_full(&mut fa, &mut ba)?;
-        let nb = read_full(&mut fb, &mut bb)?;
-        if na != nb || ba[..na] != bb[..nb] {
-            return Ok(false);
-        }
-        if na == 0 {
-            return Ok(true);
-        }
-    }
-}
-
-fn read_full(f: &mut File, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match f.read(&mut buf[n..])? {
-            0 => break,
-            k => n += k,
-        }
-    }
-    Ok(n)
-}
-
-fn mtime(md: &fs::Metadata) -> (i64, i64) {
-    (md.mtime(), md.mtime_nsec())
-}
-
-/// Compares the copy `dst` with `src` entry by entry; returns every problem found.
-fn compare(src: &Path, dst: &Path) -> Vec<String> {
-    let mut problems = Vec::new();
-    let s = walk(src);
-    let d = walk(dst);
-    for r in d.keys().filter(|r| !s.contains_key(*r)) {
-        problems.push(format!("extra entry in the copy: {r:?}"));
-    }
-    // Source inode -> (destination inode, first member), to check hard-link groups.
-    let mut groups: HashMap<u64, (u64, PathBuf, u64)> = HashMap::new();
-    let mut dst_group_inodes: HashMap<u64, u64> = HashMap::new();
-    for (r, sm) in &s {
-        let Some(dm) = d.get(r) else {
-            problems.push(format!("missing from the copy: {r:?}"));
-            continue;
-        };
-        let (sp, dp) = (src.join(r), dst.join(r));
-        let (st, dt) = (sm.file_type(), dm.file_type());
-        if st.is_dir() != dt.is_dir() || st.is_symlink() != dt.is_symlink() {
-            problems.push(format!("{r:?}: type {st:?} -> {dt:?}"));
-            continue;
-        }
-        if !st.is_symlink() && sm.mode() & 0o7777 != dm.mode() & 0o7777 {
-            problems.push(format!(
-                "{r:?}: mode {:04o} -> {:04o}",
-                sm.mode() & 0o7777,
-                dm.mode() & 0o7777
-            ));
-        }
-        if mtime(sm) != mtime(dm) {
-            problems.push(format!("{r:?}: mtime {:?} -> {:?}", mtime(sm), mtime(dm)));
-        }
-        if st.is_symlink() {
-            let (a, b) = (fs::read_link(&sp).unwrap(), fs::read_link(&dp).unwrap());
-            if a != b {
-                problems.push(format!("{r:?}: symlink target {a:?} -> {b:?}"));
-            }
-        } else if st.is_file() {
-            if sm.len() != dm.len() {
-                problems.push(format!("{r:?}: size {} -> {}", sm.len(), dm.len()));
-            } else {
-                match same_bytes(&sp, &dp) {
-                    Ok(true) => {}
-                    Ok(false) => problems.push(format!("{r:?}: content differs")),
-                    Err(e) => problems.push(format!("{r:?}: cannot compare: {e}")),
-                }
-            }
-            if sm.dev() == dm.dev() && sm.ino() == dm.ino() {
-                problems.push(format!("{r:?}: the copy IS the source inode"));
-            }
-            if sm.nlink() > 1 {
-                match groups.get(&sm.ino()) {
-                    Some((ino, first, _)) if *ino != dm.ino() => problems.push(format!(
-                        "hard link lost: {first:?} and {r:?} share an inode in the source, \
-                         not in the copy"
-                    )),
-                    Some(_) => {}
-                    None => {
-                        if let Some(other) = dst_group_inodes.insert(dm.ino(), sm.ino()) {
-                            problems.push(format!(
-                                "{r:?}: two source hard-link groups ({other}, {}) merged into one \
-                                 inode in the copy",
-                                sm.ino()
-                            ));
-                        }
-                        groups.insert(sm.ino(), (dm.ino(), r.clone(), sm.nlink()));
-                    }
-                }
-                if dm.nlink() != sm.nlink() {
-                    problems.push(format!(
-                        "{r:?}: {} links in the source, {} in the copy",
-                        sm.nlink(),
-                        dm.nlink()
-                    ));
-                }
-            } else if dm.nlink() != 1 {
-                problems.push(format!(
-                    "{r:?}: not a hard link in the source, {} links in the copy",
-                    dm.nlink()
-                ));
-            }
-        }
-    }
-    problems
-}
-
 /// `verify-copy.py SRC DST --mtime --strict` from the shared bench scripts, when present.
 fn verify_with_script(src: &Path, dst: &Path) -> Result<String, String> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -669,98 +399,44 @@ fn verify_with_script(src: &Path, dst: &Path) -> Result<String, String> {
 // ---------------------------------------------------------------------------------------------
 // Running the binary
 
-fn describe(out: &Output) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let lines: Vec<&str> = stdout.lines().collect();
-    let interesting: Vec<&str> = lines
-        .iter()
-        .filter(|l| !l.contains(r#""reason":"copied""#))
-        .take(40)
-        .copied()
-        .collect();
-    format!(
-        "status: {:?}\n--- stdout ({} lines; all but `copied` lines, first 40) ---\n{}\n--- \
-         stderr ---\n{}",
-        out.status,
-        lines.len(),
-        interesting.join("\n"),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// Why the binary says the io-uring engine cannot run here, if it does.
-fn io_uring_unavailable() -> Option<&'static str> {
-    static WHY: OnceLock<Option<String>> = OnceLock::new();
-    WHY.get_or_init(|| {
-        let c = corpus();
-        let out = Command::new(BIN)
-            .arg("--dry-run")
-            .args(["--engine", "io-uring", "-q", "--from"])
-            .arg(&c.src)
-            .arg(".hidden")
-            .output()
-            .expect("run the binary");
-        if out.status.success() {
-            return None;
-        }
-        let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
-        assert!(
-            out.status.code() == Some(2) && err.contains("not available"),
-            "the io-uring availability check failed in an unexpected way\n{}",
-            describe(&out)
-        );
-        Some(err)
-    })
-    .as_deref()
-}
-
-/// Copies the corpus with `args` into a fresh out-dir and checks everything.
-fn check_variant(name: &str, args: &[&str], engine: &str) {
-    check_variant_env(name, args, engine, &[]);
-}
-
-/// `check_variant` with extra environment variables for the binary.
-fn check_variant_env(name: &str, args: &[&str], engine: &str, env: &[(&str, &str)]) {
+/// Copies the corpus with `variant` (and extra environment for the binary) into a fresh out-dir
+/// and checks everything.
+fn check_variant(variant: Variant, name: &str, env: &[(&str, &str)]) {
     let c = corpus();
-    if engine == "io-uring" {
-        if let Some(why) = io_uring_unavailable() {
-            eprintln!("skipped {name}: the binary says io-uring is unavailable here: {why}");
-            return;
-        }
-    }
     let scratch = Scratch::new(&format!("matrix-{name}-"));
-    let out_dir = scratch.0.join("out");
+    let out_dir = scratch.path().join("out");
     let t0 = Instant::now();
-    let out = Command::new(BIN)
+    let out: Done = Command::new(BIN)
         .arg("-o")
         .arg(&out_dir)
         .arg("--from")
         .arg(&c.src)
         .arg("**")
-        .args(args)
+        .args(variant.args())
         .args(["--message-format", "json"])
         .env_remove("CARGO_TARGET_DIR")
         .envs(env.iter().copied())
         .output()
-        .expect("run the binary");
+        .expect("run the binary")
+        .into();
     let took = t0.elapsed();
     assert!(
         out.status.success(),
         "[{name}] copy failed\n{}",
-        describe(&out)
+        out.describe()
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let lines: Vec<Value> = stdout
+    let lines: Vec<Value> = out
+        .stdout
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("[{name}] bad JSON {l:?}: {e}")))
         .collect();
     let summary = lines.last().expect("a summary line");
-    assert_eq!(summary["reason"], "summary", "[{name}] {}", describe(&out));
+    assert_eq!(summary["reason"], "summary", "[{name}] {}", out.describe());
     assert_eq!(
         summary["engine"],
-        engine,
+        variant.engine(),
         "[{name}] wrong engine in the summary\n{}",
-        describe(&out)
+        out.describe()
     );
     assert_eq!(summary["errors"], 0, "[{name}] {summary}");
     assert_eq!(summary["files"], c.files, "[{name}] file count: {summary}");
@@ -783,7 +459,7 @@ fn check_variant_env(name: &str, args: &[&str], engine: &str, env: &[(&str, &str
         OsString::from_vec(want)
     );
 
-    let problems = compare(&c.src, &out_dir);
+    let problems = compare_trees(&c.src, &out_dir);
     assert!(
         problems.is_empty(),
         "[{name}] {} problem(s) in the copy:\n  {}",
@@ -807,68 +483,22 @@ fn check_variant_env(name: &str, args: &[&str], engine: &str, env: &[(&str, &str
     );
 }
 
-#[test]
-fn portable_engine() {
-    check_variant("portable", &["--engine", "portable"], "portable");
+/// The tree, copied by each engine and copy method.
+fn copies_the_tree(variant: Variant) {
+    check_variant(variant, &variant.to_string(), &[]);
 }
-
-#[test]
-fn io_uring_buffer_ring() {
-    check_variant(
-        "io-uring-buffer-ring",
-        &["--engine", "io-uring", "--copy-method", "buffer-ring"],
-        "io-uring",
-    );
-}
-
-#[test]
-fn io_uring_copy_file_range() {
-    check_variant(
-        "io-uring-copy-file-range",
-        &["--engine", "io-uring", "--copy-method", "copy-file-range"],
-        "io-uring",
-    );
-}
-
-#[test]
-fn io_uring_splice() {
-    check_variant(
-        "io-uring-splice",
-        &["--engine", "io-uring", "--copy-method", "splice"],
-        "io-uring",
-    );
-}
-
-#[test]
-fn io_uring_auto_method() {
-    check_variant(
-        "io-uring-auto",
-        &["--engine", "io-uring", "--copy-method", "auto"],
-        "io-uring",
-    );
-}
+method_cases!(copies_the_tree);
 
 /// Where `O_TMPFILE` is missing, files are staged under named temporaries and renamed into
 /// place: that path, forced, on both engines.
-#[test]
-fn named_temporaries_portable() {
-    check_variant_env(
-        "portable-named-temps",
-        &["--engine", "portable"],
-        "portable",
+fn named_temporaries(variant: Variant) {
+    check_variant(
+        variant,
+        &format!("{variant}-named-temps"),
         &[("CARGO_FASTCP_NAMED_TEMPS", "1")],
     );
 }
-
-#[test]
-fn named_temporaries_io_uring() {
-    check_variant_env(
-        "io-uring-named-temps",
-        &["--engine", "io-uring", "--copy-method", "auto"],
-        "io-uring",
-        &[("CARGO_FASTCP_NAMED_TEMPS", "1")],
-    );
-}
+engine_cases!(named_temporaries);
 
 /// The generator itself: the tree has what the matrix claims to cover.
 #[test]

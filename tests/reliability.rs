@@ -9,46 +9,29 @@
 //! drop, tmpfs and tracefs mounts) or strace.
 #![cfg(unix)]
 
-use std::ffi::{CString, OsStr, OsString};
+mod common;
+
+use std::ffi::{OsStr, OsString};
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{Read, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use common::{
+    as_nobody, assert_final_files_whole, assert_no_temps, bin_command, bytes, entries,
+    io_uring_runs_here, is_root, mount, nobody_sh, note, put, reason, run_cmd, send_signal, skip,
+    spawn, summary_of, umount_lazy, Done, Scratch, Tmpfs, Variant, BIN, NOBODY,
+};
 use serde_json::Value;
 use tempfile::TempDir;
 
 #[path = "../fuzz/src/lib.rs"]
 mod fuzz_check;
-
-const BIN: &str = env!("CARGO_BIN_EXE_cargo-fastcp");
-
-/// Environment that would redirect cargo away from the test's own workspace.
-const SCRUBBED_ENV: &[&str] = &[
-    "CARGO_TARGET_DIR",
-    "CARGO_BUILD_TARGET_DIR",
-    "CARGO_BUILD_TARGET",
-];
-
-/// Generous limit for any single run; a hang fails the test instead of stalling CI.
-const RUN_LIMIT: Duration = Duration::from_secs(120);
-
-// ---------------------------------------------------------------------------------------------
-// Harness
-// ---------------------------------------------------------------------------------------------
-
-/// Says why (part of) a test did not run, on the real stderr: libtest captures only the print
-/// macros, so this shows up in `cargo test` output even for a passing test.
-fn skip(test: &str, reason: &str) {
-    let _ = writeln!(io::stderr(), "SKIP {test}: {reason}");
-}
 
 fn tmp() -> TempDir {
     tempfile::Builder::new()
@@ -57,385 +40,11 @@ fn tmp() -> TempDir {
         .expect("tempdir")
 }
 
-fn fastcp(cwd: &Path) -> Command {
-    let mut c = Command::new(BIN);
-    c.current_dir(cwd);
-    for v in SCRUBBED_ENV {
-        c.env_remove(v);
-    }
-    c
-}
-
-/// A spawned run whose stdout and stderr are drained by threads (a chatty child never blocks).
-struct Proc {
-    child: Child,
-    out: Option<JoinHandle<Vec<u8>>>,
-    err: Option<JoinHandle<Vec<u8>>>,
-}
-
-struct Done {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-impl Done {
-    fn code(&self) -> Option<i32> {
-        self.status.code()
-    }
-
-    fn describe(&self) -> String {
-        format!(
-            "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
-            self.status, self.stdout, self.stderr
-        )
-    }
-
-    fn json(&self) -> Vec<Value> {
-        self.stdout
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| {
-                serde_json::from_str(l)
-                    .unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}\n{}", self.describe()))
-            })
-            .collect()
-    }
-
-    fn expect_code(&self, code: i32, what: &str) {
-        assert_eq!(self.code(), Some(code), "{what}: {}", self.describe());
-    }
-}
-
-fn drain(mut r: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
-    std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = r.read_to_end(&mut v);
-        v
-    })
-}
-
-fn spawn(mut cmd: Command) -> Proc {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
-    let out = child.stdout.take().map(drain);
-    let err = child.stderr.take().map(drain);
-    Proc { child, out, err }
-}
-
-impl Proc {
-    fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-
-    fn exited(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(Some(_)))
-    }
-
-    /// Waits at most `limit`; on time-out kills the child and returns `Err` with its output.
-    fn wait_within(mut self, limit: Duration) -> Result<Done, String> {
-        let start = Instant::now();
-        let status = loop {
-            if let Some(s) = self.child.try_wait().expect("try_wait") {
-                break Some(s);
-            }
-            if start.elapsed() > limit {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        };
-        let stdout = self
-            .out
-            .take()
-            .map(|h| h.join().unwrap())
-            .unwrap_or_default();
-        let stderr = self
-            .err
-            .take()
-            .map(|h| h.join().unwrap())
-            .unwrap_or_default();
-        let stdout = String::from_utf8_lossy(&stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&stderr).into_owned();
-        match status {
-            Some(status) => Ok(Done {
-                status,
-                stdout,
-                stderr,
-            }),
-            None => Err(format!(
-                "still running after {limit:?}; killed\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
-            )),
-        }
-    }
-
-    fn wait(self) -> Done {
-        self.wait_within(RUN_LIMIT)
-            .unwrap_or_else(|e| panic!("{e}"))
-    }
-}
-
-fn run(cmd: Command) -> Done {
-    spawn(cmd).wait()
-}
-
 /// `cargo-fastcp -o OUT --from FROM ARGS... ` in `cwd`, waited for.
 fn copy(cwd: &Path, from: &Path, out: &Path, args: &[&str]) -> Done {
-    let mut c = fastcp(cwd);
+    let mut c = bin_command(cwd);
     c.arg("-o").arg(out).arg("--from").arg(from).args(args);
-    run(c)
-}
-
-fn summary(lines: &[Value]) -> &Value {
-    let last = lines.last().expect("no JSON output");
-    assert_eq!(
-        last["reason"], "summary",
-        "last line is the summary: {last}"
-    );
-    last
-}
-
-fn reason<'a>(lines: &'a [Value], r: &str) -> Vec<&'a Value> {
-    lines.iter().filter(|l| l["reason"] == r).collect()
-}
-
-// ---------------------------------------------------------------------------------------------
-// Engines
-// ---------------------------------------------------------------------------------------------
-
-/// `Ok` when `--engine io-uring` runs here, else the binary's own reason.
-fn io_uring_available() -> &'static Result<(), String> {
-    static AVAILABLE: OnceLock<Result<(), String>> = OnceLock::new();
-    AVAILABLE.get_or_init(|| {
-        let t = tmp();
-        fs::write(t.path().join("f"), "x").unwrap();
-        let mut c = fastcp(t.path());
-        c.args([
-            "--dry-run",
-            "--engine",
-            "io-uring",
-            "-o",
-            "out",
-            "--from",
-            ".",
-            "f",
-        ]);
-        let d = run(c);
-        if d.code() == Some(0) {
-            Ok(())
-        } else {
-            Err(format!(
-                "the binary says (exit {:?}): {}",
-                d.code(),
-                d.stderr.trim()
-            ))
-        }
-    })
-}
-
-/// The engines a data-path case runs with: portable always, io-uring when available.
-fn engines(test: &str) -> Vec<&'static str> {
-    let mut v = vec!["portable"];
-    match io_uring_available() {
-        Ok(()) => v.push("io-uring"),
-        Err(why) => skip(test, &format!("--engine io-uring variant not run: {why}")),
-    }
-    v
-}
-
-/// Data-path variants: portable, and io-uring with each of its ways to move bytes (`auto` picks
-/// by size; `buffer-ring`, `copy-file-range` and `splice` force one) when io-uring is available.
-fn variants(test: &str) -> Vec<&'static str> {
-    let mut v = vec!["portable"];
-    if engines(test).contains(&"io-uring") {
-        v.extend([
-            "io-uring",
-            "io-uring+buffer-ring",
-            "io-uring+copy-file-range",
-            "io-uring+splice",
-        ]);
-    }
-    v
-}
-
-/// The flags of a variant from [`variants`].
-fn eargs(variant: &'static str) -> Vec<&'static str> {
-    match variant.split_once('+') {
-        Some((engine, method)) => vec!["--engine", engine, "--copy-method", method],
-        None => vec!["--engine", variant],
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Trees
-// ---------------------------------------------------------------------------------------------
-
-fn put(path: &Path, data: &[u8]) {
-    fs::create_dir_all(path.parent().unwrap()).unwrap();
-    fs::write(path, data).unwrap();
-}
-
-/// Deterministic, incompressible-looking bytes (so a short or mixed copy never compares equal).
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut v = Vec::with_capacity(len + 8);
-    while v.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.extend_from_slice(&x.to_le_bytes());
-    }
-    v.truncate(len);
-    v
-}
-
-/// Every entry below `dir` (not following symlinks), relative, sorted.
-fn entries(dir: &Path) -> Vec<PathBuf> {
-    fn go(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
-        let Ok(rd) = fs::read_dir(dir) else { return };
-        for e in rd {
-            let e = e.unwrap();
-            let p = e.path();
-            out.push(p.strip_prefix(root).unwrap().to_path_buf());
-            if e.file_type().unwrap().is_dir() {
-                go(root, &p, out);
-            }
-        }
-    }
-    let mut v = Vec::new();
-    go(dir, dir, &mut v);
-    v.sort();
-    v
-}
-
-fn assert_no_temps(dir: &Path) {
-    let temps: Vec<PathBuf> = entries(dir)
-        .into_iter()
-        .filter(|p| {
-            p.file_name()
-                .is_some_and(|n| n.as_bytes().starts_with(b".fastcp-"))
-        })
-        .collect();
-    assert!(
-        temps.is_empty(),
-        "temporary files left in {}: {temps:?}",
-        dir.display()
-    );
-}
-
-/// Every regular file under `out` (under its final name) equals the same path under `src`.
-/// Returns how many files were checked.
-fn assert_final_files_whole(out: &Path, src: &Path) -> usize {
-    let mut n = 0;
-    for rel in entries(out) {
-        let p = out.join(&rel);
-        let md = fs::symlink_metadata(&p).unwrap();
-        if !md.is_file() {
-            continue;
-        }
-        let want = fs::read(src.join(&rel))
-            .unwrap_or_else(|e| panic!("{} has no source: {e}", p.display()));
-        let got = fs::read(&p).unwrap();
-        assert!(
-            got == want,
-            "{} is not a whole copy of its source: {} bytes, source {} bytes",
-            p.display(),
-            got.len(),
-            want.len()
-        );
-        n += 1;
-    }
-    n
-}
-
-// ---------------------------------------------------------------------------------------------
-// Privileges and mounts (root only)
-// ---------------------------------------------------------------------------------------------
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-const NOBODY: libc::uid_t = 65534;
-
-/// Makes the child drop to uid/gid 65534 (and no supplementary groups) before exec.
-fn as_nobody(cmd: &mut Command) {
-    // SAFETY: only async-signal-safe libc calls between fork and exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::setgroups(0, std::ptr::null()) != 0
-                || libc::setgid(NOBODY) != 0
-                || libc::setuid(NOBODY) != 0
-            {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-}
-
-/// Runs `sh -c script` as nobody; true when it exits 0.
-fn nobody_sh(script: &str, args: &[&Path]) -> Result<bool, String> {
-    let mut c = Command::new("sh");
-    c.arg("-c").arg(script).arg("sh").args(args);
-    as_nobody(&mut c);
-    c.stdout(Stdio::null()).stderr(Stdio::null());
-    c.status()
-        .map(|s| s.success())
-        .map_err(|e| format!("cannot run a child as uid {NOBODY}: {e}"))
-}
-
-/// A tmpfs mounted for one test; unmounted (lazily) on drop, even when the test panics.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Result<Tmpfs, String> {
-        if !is_root() {
-            return Err("not root: cannot mount a tmpfs".into());
-        }
-        fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-        let c = |s: &[u8]| CString::new(s).unwrap();
-        let (src, target, fstype, opts) = (
-            c(b"tmpfs"),
-            c(dir.as_os_str().as_bytes()),
-            c(b"tmpfs"),
-            c(format!("size={size},mode=0755").as_bytes()),
-        );
-        // SAFETY: valid NUL-terminated strings; flags 0.
-        let r = unsafe {
-            libc::mount(
-                src.as_ptr(),
-                target.as_ptr(),
-                fstype.as_ptr(),
-                0,
-                opts.as_ptr().cast(),
-            )
-        };
-        if r != 0 {
-            return Err(format!(
-                "mount -t tmpfs failed: {}",
-                io::Error::last_os_error()
-            ));
-        }
-        Ok(Tmpfs(dir.to_path_buf()))
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let c = CString::new(self.0.as_os_str().as_bytes()).unwrap();
-        // SAFETY: valid path string.
-        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
-    }
-}
-
-fn send_signal(pid: i32, sig: libc::c_int) {
-    // SAFETY: kill on a child we spawned and have not reaped.
-    assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill({pid}, {sig})");
+    run_cmd(c)
 }
 
 // =============================================================================================
@@ -470,10 +79,10 @@ fn case01_unbuilt_artifact_exits_2_before_any_write_naming_path_and_build_comman
         ),
     ] {
         let out = t.path().join("dist/nested");
-        let mut c = fastcp(t.path());
+        let mut c = bin_command(t.path());
         c.args(["--manifest-path", "ws/Cargo.toml", "-o", "dist/nested"])
             .args(flags);
-        let d = run(c);
+        let d = run_cmd(c);
         d.expect_code(2, "an unbuilt artifact is a planning error");
         let artifact = ws.join("target").join(dir).join("tiny-app");
         let artifact_real = fs::canonicalize(&ws)
@@ -586,15 +195,14 @@ fn unprivileged(
 /// The command for `bin` (from `unprivileged`), run in `root`.
 fn unprivileged_cmd(bin: &Path, root: &Path) -> Command {
     if bin == Path::new(BIN) {
-        return fastcp(root);
+        return bin_command(root);
     }
     let mut c = Command::new(bin);
     c.current_dir(root);
     c
 }
 
-#[test]
-fn case02_unreadable_source_is_reported_others_copied_exit_1() {
+fn case02_unreadable_source_is_reported_others_copied_exit_1(engine: Variant) {
     const NAME: &str = "case02_unreadable_source_is_reported_others_copied_exit_1";
     let t = tmp();
     let root = t.path();
@@ -602,7 +210,7 @@ fn case02_unreadable_source_is_reported_others_copied_exit_1() {
     let src = root.join("src");
     put(&src.join("a.txt"), b"alpha");
     put(&src.join("b_secret.txt"), b"no one may read this");
-    put(&src.join("c.txt"), &noise(300_000, 2));
+    put(&src.join("c.txt"), &bytes(300_000, 2));
     put(&src.join("sub/d.txt"), b"delta");
     let secret = src.join("b_secret.txt");
     fs::set_permissions(&secret, fs::Permissions::from_mode(0o000)).unwrap();
@@ -611,67 +219,65 @@ fn case02_unreadable_source_is_reported_others_copied_exit_1() {
         return;
     };
 
-    for engine in variants(NAME) {
-        for json in [true, false] {
-            let out = root.join(format!("out-{engine}-{json}"));
-            let mut c = unprivileged_cmd(&bin, root);
-            c.arg("-o")
-                .arg(&out)
-                .args(["--from", "src"])
-                .args(eargs(engine));
-            if json {
-                c.args(["--message-format", "json"]);
-            }
-            c.arg("**");
-            if drop_privs {
-                as_nobody(&mut c);
-            }
-            let d = run(c);
-            d.expect_code(1, "one unreadable file");
-            if json {
-                let lines = d.json();
-                let failed = reason(&lines, "failed");
-                assert_eq!(failed.len(), 1, "{}", d.describe());
-                let f = failed[0];
-                assert!(
-                    f["src"].as_str().unwrap().ends_with("b_secret.txt"),
-                    "{}",
-                    d.describe()
-                );
-                let err = f["error"].as_str().unwrap();
-                assert!(
-                    err.contains("b_secret.txt") && err.contains("Permission denied"),
-                    "error names the path and the cause: {err}"
-                );
-                let s = summary(&lines);
-                assert_eq!(s["errors"], 1, "{}", d.describe());
-                assert_eq!(s["files"], 3, "{}", d.describe());
-                assert_eq!(reason(&lines, "copied").len(), 3, "{}", d.describe());
-            } else {
-                assert!(
-                    d.stderr.contains("b_secret.txt") && d.stderr.contains("Permission denied"),
-                    "human output names the path and the cause: {}",
-                    d.describe()
-                );
-            }
-            assert_eq!(fs::read(out.join("a.txt")).unwrap(), b"alpha");
-            assert_eq!(fs::read(out.join("c.txt")).unwrap(), noise(300_000, 2));
-            assert_eq!(fs::read(out.join("sub/d.txt")).unwrap(), b"delta");
-            assert!(
-                fs::symlink_metadata(out.join("b_secret.txt")).is_err(),
-                "nothing under the unreadable file's final name"
-            );
-            assert_no_temps(&out);
+    for json in [true, false] {
+        let out = root.join(format!("out-{engine}-{json}"));
+        let mut c = unprivileged_cmd(&bin, root);
+        c.arg("-o")
+            .arg(&out)
+            .args(["--from", "src"])
+            .args(engine.args());
+        if json {
+            c.args(["--message-format", "json"]);
         }
+        c.arg("**");
+        if drop_privs {
+            as_nobody(&mut c);
+        }
+        let d = run_cmd(c);
+        d.expect_code(1, "one unreadable file");
+        if json {
+            let lines = d.json();
+            let failed = reason(&lines, "failed");
+            assert_eq!(failed.len(), 1, "{}", d.describe());
+            let f = failed[0];
+            assert!(
+                f["src"].as_str().unwrap().ends_with("b_secret.txt"),
+                "{}",
+                d.describe()
+            );
+            let err = f["error"].as_str().unwrap();
+            assert!(
+                err.contains("b_secret.txt") && err.contains("Permission denied"),
+                "error names the path and the cause: {err}"
+            );
+            let s = summary_of(&lines);
+            assert_eq!(s["errors"], 1, "{}", d.describe());
+            assert_eq!(s["files"], 3, "{}", d.describe());
+            assert_eq!(reason(&lines, "copied").len(), 3, "{}", d.describe());
+        } else {
+            assert!(
+                d.stderr.contains("b_secret.txt") && d.stderr.contains("Permission denied"),
+                "human output names the path and the cause: {}",
+                d.describe()
+            );
+        }
+        assert_eq!(fs::read(out.join("a.txt")).unwrap(), b"alpha");
+        assert_eq!(fs::read(out.join("c.txt")).unwrap(), bytes(300_000, 2));
+        assert_eq!(fs::read(out.join("sub/d.txt")).unwrap(), b"delta");
+        assert!(
+            fs::symlink_metadata(out.join("b_secret.txt")).is_err(),
+            "nothing under the unreadable file's final name"
+        );
+        assert_no_temps(&out);
     }
 }
+method_cases!(case02_unreadable_source_is_reported_others_copied_exit_1);
 
 /// An unreadable source directory. Into a new out-dir the copy streams (it runs while the walk
 /// does), so by the time the walk meets the directory other files may be in place: it is
 /// reported like an unreadable file, the rest is copied, exit 1. Into an out-dir that already
 /// holds files the plan is complete before any write: planning fails, exit 2, nothing written.
-#[test]
-fn case02_unreadable_source_directory_streamed_is_reported_others_copied() {
+fn case02_unreadable_source_directory_streamed_is_reported_others_copied(engine: Variant) {
     const NAME: &str = "case02_unreadable_source_directory_streamed_is_reported_others_copied";
     let t = tmp();
     let root = t.path();
@@ -686,51 +292,50 @@ fn case02_unreadable_source_directory_streamed_is_reported_others_copied() {
     let Some((drop_privs, bin)) = unprivileged(NAME, root, &src.join("a.txt"), &locked) else {
         return;
     };
-    let command = |out: &Path, engine: &'static str| {
+    let command = |out: &Path, engine: Variant| {
         let mut c = unprivileged_cmd(&bin, root);
         c.arg("-o")
             .arg(out)
             .args(["--from", "src", "--message-format", "json"])
-            .args(eargs(engine))
+            .args(engine.args())
             .arg("**");
         if drop_privs {
             as_nobody(&mut c);
         }
         c
     };
-    for engine in variants(NAME) {
-        let out = root.join(format!("out-{engine}"));
-        let d = run(command(&out, engine));
-        d.expect_code(1, "an unreadable directory, streamed");
-        let lines = d.json();
-        let failed = reason(&lines, "failed");
-        assert_eq!(failed.len(), 1, "{}", d.describe());
-        let err = failed[0]["error"].as_str().unwrap();
-        assert!(
-            err.contains("src/locked") && err.contains("Permission denied"),
-            "the error names the directory and the cause: {err}"
-        );
-        assert_eq!(summary(&lines)["errors"], 1, "{}", d.describe());
-        assert_eq!(fs::read(out.join("a.txt")).unwrap(), b"alpha");
-        assert_eq!(fs::read(out.join("z/d.txt")).unwrap(), b"delta");
-        assert!(!out.join("locked/inside.txt").exists());
-        assert_no_temps(&out);
+    let out = root.join(format!("out-{engine}"));
+    let d = run_cmd(command(&out, engine));
+    d.expect_code(1, "an unreadable directory, streamed");
+    let lines = d.json();
+    let failed = reason(&lines, "failed");
+    assert_eq!(failed.len(), 1, "{}", d.describe());
+    let err = failed[0]["error"].as_str().unwrap();
+    assert!(
+        err.contains("src/locked") && err.contains("Permission denied"),
+        "the error names the directory and the cause: {err}"
+    );
+    assert_eq!(summary_of(&lines)["errors"], 1, "{}", d.describe());
+    assert_eq!(fs::read(out.join("a.txt")).unwrap(), b"alpha");
+    assert_eq!(fs::read(out.join("z/d.txt")).unwrap(), b"delta");
+    assert!(!out.join("locked/inside.txt").exists());
+    assert_no_temps(&out);
 
-        // An out-dir with files in it: a complete plan first, which fails before any write.
-        let full = root.join(format!("full-{engine}"));
-        put(&full.join("keep.txt"), b"keep");
-        fs::set_permissions(&full, fs::Permissions::from_mode(0o777)).unwrap();
-        fs::set_permissions(full.join("keep.txt"), fs::Permissions::from_mode(0o666)).unwrap();
-        let d = run(command(&full, engine));
-        d.expect_code(2, "an unreadable directory, planned first");
-        assert!(d.stderr.contains("src/locked"), "{}", d.describe());
-        assert!(
-            !full.join("a.txt").exists(),
-            "nothing written: {}",
-            d.describe()
-        );
-    }
+    // An out-dir with files in it: a complete plan first, which fails before any write.
+    let full = root.join(format!("full-{engine}"));
+    put(&full.join("keep.txt"), b"keep");
+    fs::set_permissions(&full, fs::Permissions::from_mode(0o777)).unwrap();
+    fs::set_permissions(full.join("keep.txt"), fs::Permissions::from_mode(0o666)).unwrap();
+    let d = run_cmd(command(&full, engine));
+    d.expect_code(2, "an unreadable directory, planned first");
+    assert!(d.stderr.contains("src/locked"), "{}", d.describe());
+    assert!(
+        !full.join("a.txt").exists(),
+        "nothing written: {}",
+        d.describe()
+    );
 }
+method_cases!(case02_unreadable_source_directory_streamed_is_reported_others_copied);
 
 // =============================================================================================
 // Case 3: out-dir is a file, or a component of it is
@@ -813,7 +418,7 @@ fn plan_io_errors_state_their_cause_once() {
 // =============================================================================================
 
 fn case04_tree(root: &Path) -> Vec<u8> {
-    let content = noise(70_000, 4);
+    let content = bytes(70_000, 4);
     put(&root.join("src/a/x.bin"), &content);
     put(&root.join("src/y.txt"), b"why");
     content
@@ -837,7 +442,7 @@ fn case04_out_dir_equal_to_from_is_refused_and_source_intact() {
                 Path::new(out),
                 &["--engine", engine, "**"],
             );
-            d.expect_code(2, &format!("-o {out} --from src"));
+            d.expect_code(2, format!("-o {out} --from src"));
             assert!(d.stderr.contains("same file"), "says why: {}", d.describe());
             assert_case04_source_intact(t.path(), &content);
         }
@@ -901,7 +506,7 @@ fn case04_out_dir_inside_the_copied_tree_never_recurses() {
     put(&root.join("d/b.txt"), b"b");
     let mut runs = Vec::new();
     for _ in 0..3 {
-        let mut c = fastcp(root);
+        let mut c = bin_command(root);
         c.args([
             "--from",
             ".",
@@ -911,7 +516,7 @@ fn case04_out_dir_inside_the_copied_tree_never_recurses() {
             "json",
             "**",
         ]);
-        let d = run(c);
+        let d = run_cmd(c);
         assert!(
             d.code() == Some(0) || d.code() == Some(2),
             "refused or excluded: {}",
@@ -972,119 +577,115 @@ fn case04_pattern_naming_the_out_dir_never_copies_it_into_itself() {
 // Case 5: disk full mid-copy
 // =============================================================================================
 
-#[test]
-fn case05_disk_full_exits_1_without_partial_or_temporary_files() {
+fn case05_disk_full_exits_1_without_partial_or_temporary_files(engine: Variant) {
     const NAME: &str = "case05_disk_full_exits_1_without_partial_or_temporary_files";
     let t = tmp();
     let src = t.path().join("src");
-    put(&src.join("a_small.txt"), &noise(10_000, 51));
-    put(&src.join("b_big.bin"), &noise(3 << 20, 52)); // larger than the whole filesystem
+    put(&src.join("a_small.txt"), &bytes(10_000, 51));
+    put(&src.join("b_big.bin"), &bytes(3 << 20, 52)); // larger than the whole filesystem
     for i in 0..5 {
         put(
             &src.join(format!("c_mid{i}.bin")),
-            &noise(700 << 10, 53 + i),
+            &bytes(700 << 10, 53 + i),
         );
     }
-    put(&src.join("d/e_small.txt"), &noise(5_000, 60));
+    put(&src.join("d/e_small.txt"), &bytes(5_000, 60));
     let mnt = t.path().join("mnt");
     let _fs = match Tmpfs::mount(&mnt, "2m") {
         Ok(m) => m,
         Err(e) => return skip(NAME, &e),
     };
-    for engine in variants(NAME) {
-        for json in [true, false] {
-            let out = mnt.join("out");
-            let _ = fs::remove_dir_all(&out);
-            let mut args = eargs(engine);
-            if json {
-                args.extend(["--message-format", "json"]);
-            }
-            args.push("**");
-            let d = copy(t.path(), Path::new("src"), &out, &args);
-            d.expect_code(1, &format!("ENOSPC ({engine})"));
-            if json {
-                let lines = d.json();
-                let failed = reason(&lines, "failed");
-                assert!(
-                    failed.iter().any(|f| {
-                        f["src"].as_str().unwrap().ends_with("b_big.bin")
-                            && f["error"]
-                                .as_str()
-                                .unwrap()
-                                .contains("No space left on device")
-                    }),
-                    "the file larger than the disk is reported with its cause: {}",
-                    d.describe()
-                );
-                let s = summary(&lines);
-                assert_eq!(s["errors"].as_u64().unwrap() as usize, failed.len());
-                for c in reason(&lines, "copied") {
-                    let dst = Path::new(c["dst"].as_str().unwrap());
-                    let rel = dst.strip_prefix(&out).unwrap();
-                    assert_eq!(
-                        fs::read(dst).unwrap(),
-                        fs::read(src.join(rel)).unwrap(),
-                        "reported copied: {}",
-                        dst.display()
-                    );
-                }
-                for f in failed {
-                    let dst = Path::new(f["dst"].as_str().unwrap());
-                    assert!(
-                        fs::symlink_metadata(dst).is_err(),
-                        "failed file under its final name: {}",
-                        dst.display()
-                    );
-                }
-            } else {
-                assert!(
-                    d.stderr.contains("b_big.bin") && d.stderr.contains("No space left on device"),
-                    "{}",
-                    d.describe()
-                );
-            }
-            assert_final_files_whole(&out, &src);
-            assert!(
-                !out.join("b_big.bin").exists(),
-                "a file larger than the disk cannot be whole"
-            );
-            assert_no_temps(&out);
-        }
-    }
-}
-
-#[test]
-fn case05_disk_full_keeps_the_previous_version_of_a_file() {
-    const NAME: &str = "case05_disk_full_keeps_the_previous_version_of_a_file";
-    let t = tmp();
-    let src = t.path().join("src");
-    put(&src.join("big.bin"), &noise(3 << 20, 55));
-    let mnt = t.path().join("mnt");
-    let _fs = match Tmpfs::mount(&mnt, "2m") {
-        Ok(m) => m,
-        Err(e) => return skip(NAME, &e),
-    };
-    for engine in variants(NAME) {
+    for json in [true, false] {
         let out = mnt.join("out");
         let _ = fs::remove_dir_all(&out);
-        put(&out.join("big.bin"), b"the previous version");
-        let mut args = eargs(engine);
+        let mut args = engine.args();
+        if json {
+            args.extend(["--message-format", "json"]);
+        }
         args.push("**");
         let d = copy(t.path(), Path::new("src"), &out, &args);
-        d.expect_code(1, engine);
+        d.expect_code(1, format!("ENOSPC ({engine})"));
+        if json {
+            let lines = d.json();
+            let failed = reason(&lines, "failed");
+            assert!(
+                failed.iter().any(|f| {
+                    f["src"].as_str().unwrap().ends_with("b_big.bin")
+                        && f["error"]
+                            .as_str()
+                            .unwrap()
+                            .contains("No space left on device")
+                }),
+                "the file larger than the disk is reported with its cause: {}",
+                d.describe()
+            );
+            let s = summary_of(&lines);
+            assert_eq!(s["errors"].as_u64().unwrap() as usize, failed.len());
+            for c in reason(&lines, "copied") {
+                let dst = Path::new(c["dst"].as_str().unwrap());
+                let rel = dst.strip_prefix(&out).unwrap();
+                assert_eq!(
+                    fs::read(dst).unwrap(),
+                    fs::read(src.join(rel)).unwrap(),
+                    "reported copied: {}",
+                    dst.display()
+                );
+            }
+            for f in failed {
+                let dst = Path::new(f["dst"].as_str().unwrap());
+                assert!(
+                    fs::symlink_metadata(dst).is_err(),
+                    "failed file under its final name: {}",
+                    dst.display()
+                );
+            }
+        } else {
+            assert!(
+                d.stderr.contains("b_big.bin") && d.stderr.contains("No space left on device"),
+                "{}",
+                d.describe()
+            );
+        }
+        assert_final_files_whole(&out, &src);
         assert!(
-            d.stderr.contains("big.bin") && d.stderr.contains("No space left on device"),
-            "{}",
-            d.describe()
-        );
-        assert_eq!(
-            fs::read(out.join("big.bin")).unwrap(),
-            b"the previous version",
-            "the file under the final name is untouched ({engine})"
+            !out.join("b_big.bin").exists(),
+            "a file larger than the disk cannot be whole"
         );
         assert_no_temps(&out);
     }
 }
+method_cases!(case05_disk_full_exits_1_without_partial_or_temporary_files);
+
+fn case05_disk_full_keeps_the_previous_version_of_a_file(engine: Variant) {
+    const NAME: &str = "case05_disk_full_keeps_the_previous_version_of_a_file";
+    let t = tmp();
+    let src = t.path().join("src");
+    put(&src.join("big.bin"), &bytes(3 << 20, 55));
+    let mnt = t.path().join("mnt");
+    let _fs = match Tmpfs::mount(&mnt, "2m") {
+        Ok(m) => m,
+        Err(e) => return skip(NAME, &e),
+    };
+    let out = mnt.join("out");
+    let _ = fs::remove_dir_all(&out);
+    put(&out.join("big.bin"), b"the previous version");
+    let mut args = engine.args();
+    args.push("**");
+    let d = copy(t.path(), Path::new("src"), &out, &args);
+    d.expect_code(1, engine);
+    assert!(
+        d.stderr.contains("big.bin") && d.stderr.contains("No space left on device"),
+        "{}",
+        d.describe()
+    );
+    assert_eq!(
+        fs::read(out.join("big.bin")).unwrap(),
+        b"the previous version",
+        "the file under the final name is untouched ({engine})"
+    );
+    assert_no_temps(&out);
+}
+method_cases!(case05_disk_full_keeps_the_previous_version_of_a_file);
 
 // =============================================================================================
 // Case 6: SIGINT / SIGTERM mid-copy
@@ -1093,7 +694,7 @@ fn case05_disk_full_keeps_the_previous_version_of_a_file() {
 fn big_tree(src: &Path) {
     // Large files first in plan order, so the signal lands inside a large copy; then many small
     // files, so the run is long enough for the signal to land at all.
-    let block = noise(1 << 20, 6);
+    let block = bytes(1 << 20, 6);
     fs::create_dir_all(src.join("a_big")).unwrap();
     for i in 0..4u8 {
         let mut f = fs::File::create(src.join(format!("a_big/big{i}.bin"))).unwrap();
@@ -1114,149 +715,153 @@ fn big_tree(src: &Path) {
     }
 }
 
-#[test]
-fn case06_sigint_and_sigterm_stop_promptly_leaving_only_whole_files() {
-    const NAME: &str = "case06_sigint_and_sigterm_stop_promptly_leaving_only_whole_files";
-    let t = tmp();
-    let src = t.path().join("src");
-    big_tree(&src);
-    for engine in variants(NAME) {
-        for (sig, code, late) in [
-            (libc::SIGINT, 130, false),
-            (libc::SIGTERM, 143, true),
-            (libc::SIGTERM, 143, false),
-            (libc::SIGINT, 130, true),
-        ] {
-            let phase = if late { "small files" } else { "large files" };
-            let out = t.path().join(format!("out-{engine}-{sig}-{late}"));
-            let mut c = fastcp(t.path());
-            c.arg("-o").arg(&out).args(eargs(engine)).args([
-                "--from",
-                "src",
-                "--message-format",
-                "json",
-                "**",
-            ]);
-            let mut p = spawn(c);
-            let start = Instant::now();
-            let limit = Duration::from_secs(60);
-            if late {
-                // Once the first small file is in place: the large ones are done or nearly.
-                let first = out.join("b_small/d00/f000.txt");
-                while !first.exists() && !p.exited() && start.elapsed() < limit {
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-            } else {
-                // Directories are made right after planning: signal ~100 ms into the data.
-                while !out.exists() && !p.exited() && start.elapsed() < limit {
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            assert!(
-                !p.exited(),
-                "the copy finished before the signal; the tree is too small to test ({engine}, {phase})"
-            );
-            send_signal(p.pid(), sig);
-            let sent = Instant::now();
-            let d = p
-                .wait_within(Duration::from_secs(30))
-                .unwrap_or_else(|e| panic!("did not stop after signal {sig} ({engine}): {e}"));
-            let took = sent.elapsed();
-            assert!(
-                took < Duration::from_secs(2),
-                "took {took:?} to stop after signal {sig} ({engine}, {phase})"
-            );
-            d.expect_code(code, &format!("signal {sig} ({engine}, {phase})"));
-            let lines = d.json();
-            let s = summary(&lines);
-            assert_eq!(s["interrupted"], true, "{}", d.describe());
-            let whole = assert_final_files_whole(&out, &src);
-            assert_no_temps(&out);
-            for c in reason(&lines, "copied") {
-                assert!(
-                    Path::new(c["dst"].as_str().unwrap()).is_file(),
-                    "reported copied but missing: {c}"
-                );
-            }
-            assert!(
-                whole < 3004,
-                "everything was copied: the signal came too late ({engine})"
-            );
-            let _ = writeln!(
-                io::stderr(),
-                "{NAME}: {engine} signal {sig} during {phase}: stopped in {took:?}, {whole} whole files kept"
-            );
-        }
-    }
+/// The directory holding `src/` (a [`big_tree`]), made once and shared by the case 6 tests,
+/// which only read it.
+fn big_tree_root() -> &'static Path {
+    static ROOT: OnceLock<&'static Path> = OnceLock::new();
+    ROOT.get_or_init(|| {
+        let root = Scratch::new("fastcp-rel-signals-").until_exit();
+        big_tree(&root.join("src"));
+        root
+    })
 }
 
-// =============================================================================================
-// Case 7: source file changing while copied
-// =============================================================================================
-
-#[test]
-fn case07_source_truncated_during_the_run_is_reported_not_copied_short() {
-    const NAME: &str = "case07_source_truncated_during_the_run_is_reported_not_copied_short";
+fn case06_sigint_and_sigterm_stop_promptly_leaving_only_whole_files(engine: Variant) {
+    const NAME: &str = "case06_sigint_and_sigterm_stop_promptly_leaving_only_whole_files";
     let t = tmp();
-    let src = t.path().join("src");
-    for i in 0..2000 {
-        put(&src.join(format!("a/{i:04}.txt")), &noise(512, i));
-    }
-    // Last in the (sorted) walk, and under the 1 MiB from which files are queued first: with
-    // one worker it is copied after the 2000 others, well after the truncation below.
-    let victim = src.join("z/z_changing.bin");
-    for engine in variants(NAME) {
-        put(&victim, &noise(900 << 10, 7));
-        let out = t.path().join(format!("out-trunc-{engine}"));
-        // An out-dir that already holds a file: the whole tree is planned before anything is
-        // written (a new one would be copied while the walk runs, and the victim, walked last,
-        // would be planned after the truncation). So `a/` appearing means planning is over.
-        put(&out.join("already-here.txt"), b"kept");
-        let mut c = fastcp(t.path());
-        c.arg("-o").arg(&out).args(eargs(engine)).args([
+    let root = big_tree_root();
+    let src = root.join("src");
+    for (sig, code, late) in [
+        (libc::SIGINT, 130, false),
+        (libc::SIGTERM, 143, true),
+        (libc::SIGTERM, 143, false),
+        (libc::SIGINT, 130, true),
+    ] {
+        let phase = if late { "small files" } else { "large files" };
+        let out = t.path().join(format!("out-{engine}-{sig}-{late}"));
+        let mut c = bin_command(root);
+        c.arg("-o").arg(&out).args(engine.args()).args([
             "--from",
             "src",
-            "-j",
-            "1",
             "--message-format",
             "json",
             "**",
         ]);
         let mut p = spawn(c);
-        while !out.join("a").exists() && !p.exited() {
-            std::thread::sleep(Duration::from_micros(200));
+        let start = Instant::now();
+        let limit = Duration::from_secs(60);
+        if late {
+            // Once the first small file is in place: the large ones are done or nearly.
+            let first = out.join("b_small/d00/f000.txt");
+            while !first.exists() && !p.exited() && start.elapsed() < limit {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        } else {
+            // Directories are made right after planning: signal ~100 ms into the data.
+            while !out.exists() && !p.exited() && start.elapsed() < limit {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            std::thread::sleep(Duration::from_millis(100));
         }
-        // Planned at 900 KiB; now 100 KiB.
-        fs::OpenOptions::new()
-            .write(true)
-            .open(&victim)
-            .unwrap()
-            .set_len(100 << 10)
-            .unwrap();
-        let d = p.wait();
+        assert!(
+            !p.exited(),
+            "the copy finished before the signal; the tree is too small to test ({engine}, {phase})"
+        );
+        send_signal(p.pid(), sig);
+        let sent = Instant::now();
+        let d = p
+            .wait_within(Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("did not stop after signal {sig} ({engine}): {e}"));
+        let took = sent.elapsed();
+        assert!(
+            took < Duration::from_secs(2),
+            "took {took:?} to stop after signal {sig} ({engine}, {phase})"
+        );
+        d.expect_code(code, format!("signal {sig} ({engine}, {phase})"));
         let lines = d.json();
-        let failed = reason(&lines, "failed");
-        assert!(
-            failed
-                .iter()
-                .any(|f| f["src"].as_str().unwrap().ends_with("z_changing.bin")
-                    && f["error"]
-                        .as_str()
-                        .unwrap()
-                        .contains("changed while it was copied")),
-            "a source that shrank after planning is reported ({engine}): {}",
-            d.describe()
-        );
-        d.expect_code(1, engine);
-        assert!(
-            fs::symlink_metadata(out.join("z/z_changing.bin")).is_err(),
-            "no short copy under the final name ({engine})"
-        );
-        assert_copied_sizes_match_json(&lines);
+        let s = summary_of(&lines);
+        assert_eq!(s["interrupted"], true, "{}", d.describe());
+        let whole = assert_final_files_whole(&out, &src);
         assert_no_temps(&out);
+        for c in reason(&lines, "copied") {
+            assert!(
+                Path::new(c["dst"].as_str().unwrap()).is_file(),
+                "reported copied but missing: {c}"
+            );
+        }
+        assert!(
+            whole < 3004,
+            "everything was copied: the signal came too late ({engine})"
+        );
+        note(&format!("{NAME}: {engine} signal {sig} during {phase}: stopped in {took:?}, {whole} whole files kept"
+        ));
     }
 }
+method_cases!(case06_sigint_and_sigterm_stop_promptly_leaving_only_whole_files);
+
+// =============================================================================================
+// Case 7: source file changing while copied
+// =============================================================================================
+
+fn case07_source_truncated_during_the_run_is_reported_not_copied_short(engine: Variant) {
+    let t = tmp();
+    let src = t.path().join("src");
+    for i in 0..2000 {
+        put(&src.join(format!("a/{i:04}.txt")), &bytes(512, i));
+    }
+    // Last in the (sorted) walk, and under the 1 MiB from which files are queued first: with
+    // one worker it is copied after the 2000 others, well after the truncation below.
+    let victim = src.join("z/z_changing.bin");
+    put(&victim, &bytes(900 << 10, 7));
+    let out = t.path().join(format!("out-trunc-{engine}"));
+    // An out-dir that already holds a file: the whole tree is planned before anything is
+    // written (a new one would be copied while the walk runs, and the victim, walked last,
+    // would be planned after the truncation). So `a/` appearing means planning is over.
+    put(&out.join("already-here.txt"), b"kept");
+    let mut c = bin_command(t.path());
+    c.arg("-o").arg(&out).args(engine.args()).args([
+        "--from",
+        "src",
+        "-j",
+        "1",
+        "--message-format",
+        "json",
+        "**",
+    ]);
+    let mut p = spawn(c);
+    while !out.join("a").exists() && !p.exited() {
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    // Planned at 900 KiB; now 100 KiB.
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&victim)
+        .unwrap()
+        .set_len(100 << 10)
+        .unwrap();
+    let d = p.wait();
+    let lines = d.json();
+    let failed = reason(&lines, "failed");
+    assert!(
+        failed
+            .iter()
+            .any(|f| f["src"].as_str().unwrap().ends_with("z_changing.bin")
+                && f["error"]
+                    .as_str()
+                    .unwrap()
+                    .contains("changed while it was copied")),
+        "a source that shrank after planning is reported ({engine}): {}",
+        d.describe()
+    );
+    d.expect_code(1, engine);
+    assert!(
+        fs::symlink_metadata(out.join("z/z_changing.bin")).is_err(),
+        "no short copy under the final name ({engine})"
+    );
+    assert_copied_sizes_match_json(&lines);
+    assert_no_temps(&out);
+}
+method_cases!(case07_source_truncated_during_the_run_is_reported_not_copied_short);
 
 /// Every file the JSON calls copied has exactly the size the JSON says.
 fn assert_copied_sizes_match_json(lines: &[Value]) {
@@ -1274,90 +879,85 @@ fn assert_copied_sizes_match_json(lines: &[Value]) {
     }
 }
 
-#[test]
-fn case07_source_growing_during_the_copy_is_reported_or_copied_consistently() {
+fn case07_source_growing_during_the_copy_is_reported_or_copied_consistently(engine: Variant) {
     const NAME: &str = "case07_source_growing_during_the_copy_is_reported_or_copied_consistently";
     let t = tmp();
     let src = t.path().join("src");
     for i in 0..400 {
-        put(&src.join(format!("a/{i:04}.txt")), &noise(512, i));
+        put(&src.join(format!("a/{i:04}.txt")), &bytes(512, i));
     }
     let victim = src.join("z_growing.bin");
-    for engine in variants(NAME) {
-        let planned = noise(8 << 20, 71);
-        put(&victim, &planned);
-        let out = t.path().join(format!("out-grow-{engine}"));
-        let mut c = fastcp(t.path());
-        c.arg("-o").arg(&out).args(eargs(engine)).args([
-            "--from",
-            "src",
-            "-j",
-            "1",
-            "--message-format",
-            "json",
-            "**",
-        ]);
-        let mut p = spawn(c);
-        while !out.exists() && !p.exited() {
-            std::thread::sleep(Duration::from_micros(200));
-        }
-        // Append 64 KiB chunks until the run ends.
-        let stop = Arc::new(AtomicBool::new(false));
-        let appender = {
-            let stop = stop.clone();
-            let victim = victim.clone();
-            std::thread::spawn(move || {
-                let mut f = fs::OpenOptions::new().append(true).open(victim).unwrap();
-                let chunk = noise(64 << 10, 72);
-                let mut n = 0u32;
-                while !stop.load(Ordering::Relaxed) && n < 2048 {
-                    f.write_all(&chunk).unwrap();
-                    n += 1;
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-            })
-        };
-        let d = p.wait();
-        stop.store(true, Ordering::Relaxed);
-        appender.join().unwrap();
-        let lines = d.json();
-        assert_copied_sizes_match_json(&lines);
-        assert_no_temps(&out);
-        let failed = reason(&lines, "failed");
-        let dst = out.join("z_growing.bin");
-        if failed.is_empty() {
-            d.expect_code(0, engine);
-            // A clean copy must be the planned snapshot, whole.
-            assert_eq!(
-                fs::read(&dst).unwrap(),
-                planned,
-                "not the planned snapshot ({engine})"
-            );
-            let _ = writeln!(
-                io::stderr(),
-                "{NAME}: {engine}: copied a consistent snapshot of the planned size"
-            );
-        } else {
-            d.expect_code(1, engine);
-            assert_eq!(failed.len(), 1, "{}", d.describe());
-            let err = failed[0]["error"].as_str().unwrap();
-            assert!(
-                err.contains("z_growing.bin") && err.contains("changed while it was copied"),
-                "{err}"
-            );
-            assert!(fs::symlink_metadata(&dst).is_err(), "{engine}");
-            let _ = writeln!(io::stderr(), "{NAME}: {engine}: reported: {err}");
-        }
+    let planned = bytes(8 << 20, 71);
+    put(&victim, &planned);
+    let out = t.path().join(format!("out-grow-{engine}"));
+    let mut c = bin_command(t.path());
+    c.arg("-o").arg(&out).args(engine.args()).args([
+        "--from",
+        "src",
+        "-j",
+        "1",
+        "--message-format",
+        "json",
+        "**",
+    ]);
+    let mut p = spawn(c);
+    while !out.exists() && !p.exited() {
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    // Append 64 KiB chunks until the run ends.
+    let stop = Arc::new(AtomicBool::new(false));
+    let appender = {
+        let stop = stop.clone();
+        let victim = victim.clone();
+        std::thread::spawn(move || {
+            let mut f = fs::OpenOptions::new().append(true).open(victim).unwrap();
+            let chunk = bytes(64 << 10, 72);
+            let mut n = 0u32;
+            while !stop.load(Ordering::Relaxed) && n < 2048 {
+                f.write_all(&chunk).unwrap();
+                n += 1;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        })
+    };
+    let d = p.wait();
+    stop.store(true, Ordering::Relaxed);
+    appender.join().unwrap();
+    let lines = d.json();
+    assert_copied_sizes_match_json(&lines);
+    assert_no_temps(&out);
+    let failed = reason(&lines, "failed");
+    let dst = out.join("z_growing.bin");
+    if failed.is_empty() {
+        d.expect_code(0, engine);
+        // A clean copy must be the planned snapshot, whole.
+        assert_eq!(
+            fs::read(&dst).unwrap(),
+            planned,
+            "not the planned snapshot ({engine})"
+        );
+        note(&format!(
+            "{NAME}: {engine}: copied a consistent snapshot of the planned size"
+        ));
+    } else {
+        d.expect_code(1, engine);
+        assert_eq!(failed.len(), 1, "{}", d.describe());
+        let err = failed[0]["error"].as_str().unwrap();
+        assert!(
+            err.contains("z_growing.bin") && err.contains("changed while it was copied"),
+            "{err}"
+        );
+        assert!(fs::symlink_metadata(&dst).is_err(), "{engine}");
+        note(&format!("{NAME}: {engine}: reported: {err}"));
     }
 }
+method_cases!(case07_source_growing_during_the_copy_is_reported_or_copied_consistently);
 
 // =============================================================================================
 // Case 8: symlinks at the destination are replaced, never written through
 // =============================================================================================
 
-#[test]
-fn case08_destination_symlinks_are_replaced_not_followed() {
-    const NAME: &str = "case08_destination_symlinks_are_replaced_not_followed";
+fn case08_destination_symlinks_are_replaced_not_followed(engine: Variant) {
     let t = tmp();
     let root = t.path();
     let src = root.join("src");
@@ -1365,61 +965,60 @@ fn case08_destination_symlinks_are_replaced_not_followed() {
     put(&src.join("h.txt"), b"new h");
     put(&src.join("dangling.txt"), b"new dangling");
     put(&src.join("sub/inner.txt"), b"new inner");
-    put(&src.join("big.bin"), &noise(2 << 20, 8));
-    for engine in variants(NAME) {
-        let outside = root.join(format!("outside-{engine}"));
-        put(&outside.join("victim.txt"), b"victim");
-        put(&outside.join("victim_big.bin"), b"victim big");
-        put(&outside.join("hard_victim.txt"), b"hard victim");
-        put(&outside.join("dir/keep.txt"), b"keep");
-        let out = root.join(format!("out-{engine}"));
-        fs::create_dir_all(&out).unwrap();
-        symlink(outside.join("victim.txt"), out.join("x.txt")).unwrap();
-        symlink(outside.join("victim_big.bin"), out.join("big.bin")).unwrap();
-        symlink(outside.join("not_there.txt"), out.join("dangling.txt")).unwrap();
-        symlink(outside.join("dir"), out.join("sub")).unwrap();
-        fs::hard_link(outside.join("hard_victim.txt"), out.join("h.txt")).unwrap();
+    put(&src.join("big.bin"), &bytes(2 << 20, 8));
+    let outside = root.join(format!("outside-{engine}"));
+    put(&outside.join("victim.txt"), b"victim");
+    put(&outside.join("victim_big.bin"), b"victim big");
+    put(&outside.join("hard_victim.txt"), b"hard victim");
+    put(&outside.join("dir/keep.txt"), b"keep");
+    let out = root.join(format!("out-{engine}"));
+    fs::create_dir_all(&out).unwrap();
+    symlink(outside.join("victim.txt"), out.join("x.txt")).unwrap();
+    symlink(outside.join("victim_big.bin"), out.join("big.bin")).unwrap();
+    symlink(outside.join("not_there.txt"), out.join("dangling.txt")).unwrap();
+    symlink(outside.join("dir"), out.join("sub")).unwrap();
+    fs::hard_link(outside.join("hard_victim.txt"), out.join("h.txt")).unwrap();
 
-        let mut args = eargs(engine);
-        args.push("**");
-        let d = copy(root, Path::new("src"), &out, &args);
-        d.expect_code(0, engine);
-        for (rel, want) in [
-            ("x.txt", &b"new x"[..]),
-            ("h.txt", b"new h"),
-            ("dangling.txt", b"new dangling"),
-            ("sub/inner.txt", b"new inner"),
-        ] {
-            let md = fs::symlink_metadata(out.join(rel)).unwrap();
-            assert!(md.is_file(), "{rel} is a regular file now ({engine})");
-            assert_eq!(fs::read(out.join(rel)).unwrap(), want);
-        }
-        assert_eq!(fs::read(out.join("big.bin")).unwrap(), noise(2 << 20, 8));
-        assert!(fs::symlink_metadata(out.join("sub")).unwrap().is_dir());
-        assert_eq!(fs::read(outside.join("victim.txt")).unwrap(), b"victim");
-        assert_eq!(
-            fs::read(outside.join("victim_big.bin")).unwrap(),
-            b"victim big"
-        );
-        assert_eq!(
-            fs::read(outside.join("hard_victim.txt")).unwrap(),
-            b"hard victim"
-        );
-        assert!(!outside.join("not_there.txt").exists(), "{engine}");
-        assert_eq!(
-            entries(&outside),
-            [
-                PathBuf::from("dir"),
-                PathBuf::from("dir/keep.txt"),
-                PathBuf::from("hard_victim.txt"),
-                PathBuf::from("victim.txt"),
-                PathBuf::from("victim_big.bin"),
-            ],
-            "nothing written outside the out-dir ({engine})"
-        );
-        assert_no_temps(&out);
+    let mut args = engine.args();
+    args.push("**");
+    let d = copy(root, Path::new("src"), &out, &args);
+    d.expect_code(0, engine);
+    for (rel, want) in [
+        ("x.txt", &b"new x"[..]),
+        ("h.txt", b"new h"),
+        ("dangling.txt", b"new dangling"),
+        ("sub/inner.txt", b"new inner"),
+    ] {
+        let md = fs::symlink_metadata(out.join(rel)).unwrap();
+        assert!(md.is_file(), "{rel} is a regular file now ({engine})");
+        assert_eq!(fs::read(out.join(rel)).unwrap(), want);
     }
+    assert_eq!(fs::read(out.join("big.bin")).unwrap(), bytes(2 << 20, 8));
+    assert!(fs::symlink_metadata(out.join("sub")).unwrap().is_dir());
+    assert_eq!(fs::read(outside.join("victim.txt")).unwrap(), b"victim");
+    assert_eq!(
+        fs::read(outside.join("victim_big.bin")).unwrap(),
+        b"victim big"
+    );
+    assert_eq!(
+        fs::read(outside.join("hard_victim.txt")).unwrap(),
+        b"hard victim"
+    );
+    assert!(!outside.join("not_there.txt").exists(), "{engine}");
+    assert_eq!(
+        entries(&outside),
+        [
+            PathBuf::from("dir"),
+            PathBuf::from("dir/keep.txt"),
+            PathBuf::from("hard_victim.txt"),
+            PathBuf::from("victim.txt"),
+            PathBuf::from("victim_big.bin"),
+        ],
+        "nothing written outside the out-dir ({engine})"
+    );
+    assert_no_temps(&out);
 }
+method_cases!(case08_destination_symlinks_are_replaced_not_followed);
 
 // =============================================================================================
 // Case 9: patterns stay inside their base
@@ -1527,7 +1126,7 @@ fn case10_symlink_loops_with_dereference_are_errors_not_hangs() {
             _ => {}
         }
         let out = root.join("out");
-        let mut c = fastcp(root);
+        let mut c = bin_command(root);
         c.arg("-o")
             .arg(&out)
             .args(["--from", "base", "-L"])
@@ -1642,12 +1241,12 @@ fn case11_non_utf8_pattern_is_a_usage_error_and_globs_reach_such_names() {
     put(&root.join("src").join(os(b"caf\xe9.txt")), b"latin-1 name");
     // Patterns are UTF-8 text: a literal non-UTF-8 pattern is refused before anything is written.
     let out = root.join("out-literal");
-    let mut c = fastcp(root);
+    let mut c = bin_command(root);
     c.arg("-o")
         .arg(&out)
         .args(["--from", "src"])
         .arg(os(b"caf\xe9.txt"));
-    let d = run(c);
+    let d = run_cmd(c);
     d.expect_code(2, "non-UTF-8 pattern");
     assert!(d.stderr.contains("invalid UTF-8"), "{}", d.describe());
     assert!(!out.exists());
@@ -1706,55 +1305,82 @@ fn version_tree(dir: &Path, fill: u8, sizes: &dyn Fn(usize) -> usize) {
     }
 }
 
-#[test]
-fn case12_concurrent_runs_leave_every_file_whole_from_one_version() {
-    const NAME: &str = "case12_concurrent_runs_leave_every_file_whole_from_one_version";
+/// Runs A (engine `ea`) and B (engine `eb`) copy two versions of a tree into one out-dir at once,
+/// four rounds with either started first: every file ends whole, from one version or the other.
+fn case12_concurrent_runs_leave_every_file_whole_from_one_version(ea: Variant, eb: Variant) {
     let t = tmp();
     let root = t.path();
     let size_a = |i: usize| 1_000 + i * 40_001 + if i % 10 == 0 { 4 << 20 } else { 0 };
     let size_b = |i: usize| 2_000 + i * 39_999 + if i % 10 == 5 { 4 << 20 } else { 0 };
     version_tree(&root.join("va"), b'A', &size_a);
     version_tree(&root.join("vb"), b'B', &size_b);
-    let engines = engines(NAME);
-    let mut pairs = vec![(engines[0], engines[0])];
-    if let Some(&u) = engines.get(1) {
-        pairs.push((u, u));
-        pairs.push((engines[0], u));
+    let out = root.join(format!("out-{ea}-{eb}"));
+    for round in 0..4 {
+        let mk = |from: &str, engine: Variant| {
+            let mut c = bin_command(root);
+            c.arg("-o")
+                .arg(&out)
+                .args(["--from", from, "--engine", engine.engine(), "**"]);
+            spawn(c)
+        };
+        let (pa, pb) = if round % 2 == 0 {
+            (mk("va", ea), mk("vb", eb))
+        } else {
+            let pb = mk("vb", eb);
+            (mk("va", ea), pb)
+        };
+        let (da, db) = (pa.wait(), pb.wait());
+        da.expect_code(0, format!("run A, round {round} ({ea}/{eb})"));
+        db.expect_code(0, format!("run B, round {round} ({ea}/{eb})"));
+        for i in 0..60 {
+            let p = out.join(format!("d{}/f{i:02}.bin", i % 4));
+            let got = fs::read(&p).unwrap();
+            let whole_a = got.len() == size_a(i) && got.iter().all(|&b| b == b'A');
+            let whole_b = got.len() == size_b(i) && got.iter().all(|&b| b == b'B');
+            assert!(
+                whole_a || whole_b,
+                "{} is neither version whole: {} bytes (A {}, B {}) round {round} ({ea}/{eb})",
+                p.display(),
+                got.len(),
+                size_a(i),
+                size_b(i)
+            );
+        }
+        assert_no_temps(&out);
     }
-    for (ea, eb) in pairs {
-        let out = root.join(format!("out-{ea}-{eb}"));
-        for round in 0..4 {
-            let mk = |from: &str, engine: &str| {
-                let mut c = fastcp(root);
-                c.arg("-o")
-                    .arg(&out)
-                    .args(["--from", from, "--engine", engine, "**"]);
-                spawn(c)
-            };
-            let (pa, pb) = if round % 2 == 0 {
-                (mk("va", ea), mk("vb", eb))
-            } else {
-                let pb = mk("vb", eb);
-                (mk("va", ea), pb)
-            };
-            let (da, db) = (pa.wait(), pb.wait());
-            da.expect_code(0, &format!("run A, round {round} ({ea}/{eb})"));
-            db.expect_code(0, &format!("run B, round {round} ({ea}/{eb})"));
-            for i in 0..60 {
-                let p = out.join(format!("d{}/f{i:02}.bin", i % 4));
-                let got = fs::read(&p).unwrap();
-                let whole_a = got.len() == size_a(i) && got.iter().all(|&b| b == b'A');
-                let whole_b = got.len() == size_b(i) && got.iter().all(|&b| b == b'B');
-                assert!(
-                    whole_a || whole_b,
-                    "{} is neither version whole: {} bytes (A {}, B {}) round {round} ({ea}/{eb})",
-                    p.display(),
-                    got.len(),
-                    size_a(i),
-                    size_b(i)
-                );
-            }
-            assert_no_temps(&out);
+}
+
+/// Case 12 as named cases: both runs portable, both io-uring, one of each.
+mod case12_concurrent_runs_leave_every_file_whole_from_one_version {
+    use super::{io_uring_runs_here, Variant};
+
+    const NAME: &str = "case12_concurrent_runs_leave_every_file_whole_from_one_version";
+
+    #[test]
+    fn case_portable() {
+        super::case12_concurrent_runs_leave_every_file_whole_from_one_version(
+            Variant::Portable,
+            Variant::Portable,
+        );
+    }
+
+    #[test]
+    fn case_io_uring() {
+        if io_uring_runs_here(&format!("{NAME}::case_io_uring")) {
+            super::case12_concurrent_runs_leave_every_file_whole_from_one_version(
+                Variant::IoUringAuto,
+                Variant::IoUringAuto,
+            );
+        }
+    }
+
+    #[test]
+    fn case_portable_with_io_uring() {
+        if io_uring_runs_here(&format!("{NAME}::case_portable_with_io_uring")) {
+            super::case12_concurrent_runs_leave_every_file_whole_from_one_version(
+                Variant::Portable,
+                Variant::IoUringAuto,
+            );
         }
     }
 }
@@ -1772,33 +1398,30 @@ fn fsync_tree(src: &Path, files: usize) {
     }
 }
 
-#[test]
-fn case13_fsync_copies_correctly() {
-    const NAME: &str = "case13_fsync_copies_correctly";
+fn case13_fsync_copies_correctly(engine: Variant) {
     let t = tmp();
     let src = t.path().join("src");
     fsync_tree(&src, 40);
-    for engine in engines(NAME) {
-        let out = t.path().join(format!("out-{engine}"));
-        let d = copy(
-            t.path(),
-            Path::new("src"),
-            &out,
-            &[
-                "--fsync",
-                "--engine",
-                engine,
-                "--message-format",
-                "json",
-                "**",
-            ],
-        );
-        d.expect_code(0, engine);
-        assert_eq!(summary(&d.json())["files"], 40);
-        assert_eq!(assert_final_files_whole(&out, &src), 40);
-        assert_no_temps(&out);
-    }
+    let out = t.path().join(format!("out-{engine}"));
+    let d = copy(
+        t.path(),
+        Path::new("src"),
+        &out,
+        &[
+            "--fsync",
+            "--engine",
+            engine.engine(),
+            "--message-format",
+            "json",
+            "**",
+        ],
+    );
+    d.expect_code(0, engine);
+    assert_eq!(summary_of(&d.json())["files"], 40);
+    assert_eq!(assert_final_files_whole(&out, &src), 40);
+    assert_no_temps(&out);
 }
+engine_cases!(case13_fsync_copies_correctly);
 
 /// `fsync`/`fdatasync` calls counted by `strace -f -c`, or why strace cannot count here.
 fn count_fsyncs(root: &Path, args: &[&str]) -> Result<(u64, Done), String> {
@@ -1809,7 +1432,7 @@ fn count_fsyncs(root: &Path, args: &[&str]) -> Result<(u64, Done), String> {
         .arg(&report)
         .args(["-e", "trace=fsync,fdatasync", BIN])
         .args(args);
-    for v in SCRUBBED_ENV {
+    for v in common::SCRUBBED_ENV {
         c.env_remove(v);
     }
     let mut p = match c
@@ -1850,8 +1473,7 @@ fn count_fsyncs(root: &Path, args: &[&str]) -> Result<(u64, Done), String> {
     ))
 }
 
-#[test]
-fn case13_fsync_flushes_every_file_and_directory_strace() {
+fn case13_fsync_flushes_every_file_and_directory_strace(engine: Variant) {
     const NAME: &str = "case13_fsync_flushes_every_file_and_directory_strace";
     let t = tmp();
     let root = t.path();
@@ -1859,58 +1481,56 @@ fn case13_fsync_flushes_every_file_and_directory_strace() {
     fsync_tree(&src, 40);
     // 40 files; directories written: out, d00..d09.
     let (files, dirs) = (40, 11);
-    for engine in engines(NAME) {
-        let (with, d) = match count_fsyncs(
-            root,
-            &[
-                "-o",
-                &format!("out-{engine}"),
-                "--from",
-                "src",
-                "--engine",
-                engine,
-                "--fsync",
-                "**",
-            ],
-        ) {
-            Ok(r) => r,
-            Err(why) => return skip(NAME, &why),
-        };
-        d.expect_code(0, engine);
-        let (without, d) = count_fsyncs(
-            root,
-            &[
-                "-o",
-                &format!("out-nofsync-{engine}"),
-                "--from",
-                "src",
-                "--engine",
-                engine,
-                "**",
-            ],
-        )
-        .expect("strace worked a moment ago");
-        d.expect_code(0, engine);
-        assert_eq!(without, 0, "no fsync without --fsync ({engine})");
-        if engine == "portable" {
-            assert!(
-                with >= files + dirs,
-                "--fsync made {with} fsync calls; want at least {files} files + {dirs} directories"
-            );
-        } else {
-            // io_uring may flush files with IORING_OP_FSYNC, which strace cannot see; the
-            // directories are flushed by the shared engine code with fsync(2).
-            assert!(
-                with >= dirs,
-                "--fsync made {with} fsync calls ({engine}); want at least {dirs} directories"
-            );
-        }
-        let _ = writeln!(
-            io::stderr(),
-            "{NAME}: {engine}: {with} fsync calls with --fsync, {without} without"
+    let (with, d) = match count_fsyncs(
+        root,
+        &[
+            "-o",
+            &format!("out-{engine}"),
+            "--from",
+            "src",
+            "--engine",
+            engine.engine(),
+            "--fsync",
+            "**",
+        ],
+    ) {
+        Ok(r) => r,
+        Err(why) => return skip(NAME, &why),
+    };
+    d.expect_code(0, engine);
+    let (without, d) = count_fsyncs(
+        root,
+        &[
+            "-o",
+            &format!("out-nofsync-{engine}"),
+            "--from",
+            "src",
+            "--engine",
+            engine.engine(),
+            "**",
+        ],
+    )
+    .expect("strace worked a moment ago");
+    d.expect_code(0, engine);
+    assert_eq!(without, 0, "no fsync without --fsync ({engine})");
+    if engine == Variant::Portable {
+        assert!(
+            with >= files + dirs,
+            "--fsync made {with} fsync calls; want at least {files} files + {dirs} directories"
+        );
+    } else {
+        // io_uring may flush files with IORING_OP_FSYNC, which strace cannot see; the
+        // directories are flushed by the shared engine code with fsync(2).
+        assert!(
+            with >= dirs,
+            "--fsync made {with} fsync calls ({engine}); want at least {dirs} directories"
         );
     }
+    note(&format!(
+        "{NAME}: {engine}: {with} fsync calls with --fsync, {without} without"
+    ));
 }
+engine_cases!(case13_fsync_flushes_every_file_and_directory_strace);
 
 // =============================================================================================
 // Fuzz corpus replay (pattern and path handling; see fuzz/)
@@ -1949,32 +1569,11 @@ struct UringTrace {
 
 impl UringTrace {
     fn new(opcode: u8) -> Result<UringTrace, String> {
-        if !is_root() {
-            return Err("not root: cannot mount tracefs".into());
-        }
-        let mount = tmp();
-        let root = mount.path().join("tracefs");
-        fs::create_dir(&root).map_err(|e| e.to_string())?;
-        let c = |s: &[u8]| CString::new(s).unwrap();
-        let (src, target, fstype) = (c(b"nodev"), c(root.as_os_str().as_bytes()), c(b"tracefs"));
-        // SAFETY: valid NUL-terminated strings; flags 0, no data.
-        let r = unsafe {
-            libc::mount(
-                src.as_ptr(),
-                target.as_ptr(),
-                fstype.as_ptr(),
-                0,
-                std::ptr::null(),
-            )
-        };
-        if r != 0 {
-            return Err(format!(
-                "mount -t tracefs failed: {}",
-                io::Error::last_os_error()
-            ));
-        }
+        let mount_dir = tmp();
+        let root = mount_dir.path().join("tracefs");
+        mount("tracefs", "nodev", &root, None)?;
         let mut t = UringTrace {
-            _mount: mount,
+            _mount: mount_dir,
             instance: root.join(format!("instances/fastcp-rel-{}", std::process::id())),
             root,
         };
@@ -2005,7 +1604,7 @@ impl UringTrace {
             .args(["-c", r#"echo $$ > "$1" && shift && exec "$@""#, "sh"])
             .arg(self.instance.join("set_event_pid"))
             .arg(BIN);
-        for v in SCRUBBED_ENV {
+        for v in common::SCRUBBED_ENV {
             c.env_remove(v);
         }
         c
@@ -2034,9 +1633,7 @@ impl Drop for UringTrace {
             );
             let _ = fs::remove_dir(&self.instance);
         }
-        let c = CString::new(self.root.as_os_str().as_bytes()).unwrap();
-        // SAFETY: valid path string.
-        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        umount_lazy(&self.root);
     }
 }
 
@@ -2046,8 +1643,8 @@ const IORING_OP_FSYNC: u8 = 3;
 #[test]
 fn case13_fsync_io_uring_submits_an_fsync_for_every_file_tracefs() {
     const NAME: &str = "case13_fsync_io_uring_submits_an_fsync_for_every_file_tracefs";
-    if let Err(why) = io_uring_available() {
-        return skip(NAME, &format!("--engine io-uring not available: {why}"));
+    if !io_uring_runs_here(NAME) {
+        return;
     }
     let trace = match UringTrace::new(IORING_OP_FSYNC) {
         Ok(t) => t,
@@ -2071,7 +1668,7 @@ fn case13_fsync_io_uring_submits_an_fsync_for_every_file_tracefs() {
             c.arg("--fsync");
         }
         c.arg("**");
-        run(c).expect_code(0, "io-uring copy under trace");
+        run_cmd(c).expect_code(0, "io-uring copy under trace");
         counts.push(trace.take());
     }
     assert!(
@@ -2080,10 +1677,8 @@ fn case13_fsync_io_uring_submits_an_fsync_for_every_file_tracefs() {
         counts[0]
     );
     assert_eq!(counts[1], 0, "IORING_OP_FSYNC without --fsync");
-    let _ = writeln!(
-        io::stderr(),
+    note(&format!(
         "{NAME}: {} IORING_OP_FSYNC submissions with --fsync, {} without",
-        counts[0],
-        counts[1]
-    );
+        counts[0], counts[1]
+    ));
 }

@@ -9,7 +9,25 @@
 //!   go to a private scratch dir), or gets its own copy of the built workspace
 //!   ([`TestEnv::built`], mtimes and modes preserved), or of the unbuilt sources
 //!   ([`TestEnv::fixture`]).
-#![allow(dead_code)]
+//!
+//! Beside the fixtures, every test binary shares: processes and their output ([`process`]:
+//! [`bin_command`], [`spawn`], [`Done`], [`skip`], [`real_cargo`]), content ([`content`]:
+//! [`bytes`], [`put`]), trees ([`trees`]: [`walk`], [`compare_trees`], [`Scratch`]) and engines
+//! as named cases ([`engines`]: [`Variant`], `engine_cases!`, `method_cases!`, the
+//! `CARGO_FASTCP_REQUIRE_URING` switch), root-only setups ([`system`]: [`Tmpfs`], [`as_nobody`]).
+#![allow(dead_code, unused_imports, unused_macros)]
+
+pub mod content;
+pub mod engines;
+pub mod process;
+pub mod system;
+pub mod trees;
+
+pub use content::*;
+pub use engines::*;
+pub use process::*;
+pub use system::*;
+pub use trees::*;
 
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
@@ -29,7 +47,7 @@ use tempfile::TempDir;
 pub const BIN: &str = env!("CARGO_BIN_EXE_cargo-fastcp");
 
 /// Environment variables that would redirect cargo or the binary away from the fixture.
-const SCRUBBED_ENV: &[&str] = &[
+pub const SCRUBBED_ENV: &[&str] = &[
     "CARGO_TARGET_DIR",
     "CARGO_BUILD_TARGET_DIR",
     "CARGO_BUILD_TARGET",
@@ -137,8 +155,7 @@ pub fn template(fixture: Fixture) -> &'static Path {
 
 /// Runs the real `cargo build --offline <args>` in `dir`, panicking with its output on failure.
 pub fn cargo_build<S: AsRef<OsStr>>(dir: &Path, args: &[S]) {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = StdCommand::new(cargo);
+    let mut cmd = StdCommand::new(real_cargo());
     cmd.current_dir(dir)
         .args(["build", "--offline", "--quiet"])
         .args(args);
