@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::{Config, EngineChoice};
 use crate::error::{CopyError, PlanError};
-use crate::plan::{Op, Plan, Selection};
+use crate::plan::{Job, Op, Plan, Selection};
 pub use queue::FileQueue;
 
 pub mod file;
@@ -205,9 +205,9 @@ pub fn run(
 
 /// Runs the whole plan: directories, data (through `backend`), links, directory metadata.
 ///
-/// The plan may still be growing (a streamed walk): this thread then makes the directories of
-/// each newly published chunk and queues its files while the backend copies earlier ones, so
-/// the first byte moves long before the walk ends. Links and directory metadata wait for the
+/// The plan may still be growing (a fed plan): this thread then makes the directories of each
+/// newly published chunk and queues its files while the backend copies earlier ones, so the
+/// first byte moves long before the feed ends. Links and directory metadata wait for the
 /// complete plan, as they do for a complete one.
 pub fn execute(
     plan: &Plan,
@@ -217,154 +217,200 @@ pub fn execute(
     cancel: &AtomicBool,
 ) -> Summary {
     let start = Instant::now();
-    let ctx = Ctx {
-        sink,
-        cancel,
-        state: States::new(),
-        fsync,
+    let run = Run {
+        plan,
+        ctx: Ctx {
+            sink,
+            cancel,
+            state: States::new(),
+            fsync,
+        },
     };
     // What is published now is counted in `Started`; later chunks in `Planned`.
     let counted = plan.jobs.len();
-    let (files, bytes) = (0..counted)
-        .map(|i| &plan.jobs[i])
-        .filter(|j| j.op != Op::Dir)
-        .fold((0, 0), |(f, b), j| {
-            (f + 1, b + if j.op == Op::Copy { j.size } else { 0 })
-        });
+    let (files, bytes) = run.count(0..counted);
     sink.event(Event::Started { files, bytes });
+    let (links, stopped) = run.copy_data(backend, counted);
+    run.fail_untaken(stopped);
+    run.place_links(&links);
+    run.finish_dirs();
+    run.summary(backend.name(), start)
+}
 
-    let queue = FileQueue::new();
-    let mut dirs = DirMaker::new(&plan.out_dir);
-    let mut links = Vec::new();
-    let mut stopped = None;
-    std::thread::scope(|s| {
-        let copier = s.spawn(|| backend.copy_files(plan, &queue, &ctx));
-        let mut seen = 0;
-        loop {
-            let (n, closed) = plan.jobs.wait_beyond(seen);
-            if ctx.cancelled() {
-                break;
-            }
-            if n > seen {
-                let (mut files, mut bytes) = (0, 0);
-                dirs.make(plan, seen..n);
-                let mut ready = Vec::new();
-                for i in seen..n {
-                    let job = &plan.jobs[i];
-                    if i >= counted && job.op != Op::Dir {
-                        files += 1;
-                        bytes += if job.op == Op::Copy { job.size } else { 0 };
-                    }
-                    let parent = job.dst.parent().unwrap_or(Path::new(""));
-                    let broken = if job.op == Op::Dir {
-                        dirs.failed.get(job.dst.as_path())
-                    } else {
-                        dirs.failed.get(parent)
-                    };
-                    if let Some((path, err)) = broken {
-                        ctx.fail(i, CopyError::io("create directory", path, clone_io(err)));
-                        continue;
-                    }
-                    match job.op {
-                        Op::Copy => ready.push(i),
-                        Op::Symlink { .. } | Op::Hardlink { .. } => links.push(i),
-                        Op::Dir => ctx.state.set(i, OK),
-                    }
+/// One run of [`execute`], its steps in the order they run.
+struct Run<'a> {
+    plan: &'a Plan,
+    ctx: Ctx<'a>,
+}
+
+impl Run<'_> {
+    /// Files (everything but directories) and data bytes among jobs `range`.
+    fn count(&self, range: std::ops::Range<usize>) -> (usize, u64) {
+        range
+            .map(|i| &self.plan.jobs[i])
+            .filter(|j| j.op != Op::Dir)
+            .fold((0, 0), |(f, b), j| {
+                (f + 1, b + if j.op == Op::Copy { j.size } else { 0 })
+            })
+    }
+
+    /// The data step: `backend` copies on a scoped thread while this thread takes each newly
+    /// published chunk of the plan ([`Run::take_chunk`]) until the plan is closed and taken, or
+    /// the run is cancelled. Returns the links to place after the data, and why the backend
+    /// stopped early, if it did.
+    fn copy_data(&self, backend: &dyn Backend, counted: usize) -> (Vec<usize>, Option<String>) {
+        let queue = FileQueue::new();
+        let mut dirs = DirMaker::new(&self.plan.out_dir);
+        let mut links = Vec::new();
+        let stopped = std::thread::scope(|s| {
+            let copier = s.spawn(|| backend.copy_files(self.plan, &queue, &self.ctx));
+            let mut seen = 0;
+            loop {
+                let (n, closed) = self.plan.jobs.wait_beyond(seen);
+                if self.ctx.cancelled() {
+                    break;
                 }
-                if files > 0 {
-                    sink.event(Event::Planned { files, bytes });
+                if n > seen {
+                    self.take_chunk(seen..n, counted, &mut dirs, &queue, &mut links);
+                    seen = n;
                 }
-                order_for_balance(plan, &mut ready);
-                queue.push(ready);
-                seen = n;
+                if closed && seen == self.plan.jobs.len() {
+                    break;
+                }
             }
-            if closed && seen == plan.jobs.len() {
-                break;
+            queue.close();
+            match copier.join() {
+                Ok(why) => why,
+                Err(p) => Some(format!("the copy engine panicked: {}", panic_text(&p))),
+            }
+        });
+        (links, stopped)
+    }
+
+    /// Jobs `range`, just published: their directories are made, then each job goes where it
+    /// belongs: a file to the backend's queue (large ones first), a link to `links` for after
+    /// the data, a directory is done; a job whose directory could not be made fails. Files
+    /// beyond the first `counted` jobs are announced in a `Planned` event.
+    fn take_chunk(
+        &self,
+        range: std::ops::Range<usize>,
+        counted: usize,
+        dirs: &mut DirMaker,
+        queue: &FileQueue,
+        links: &mut Vec<usize>,
+    ) {
+        dirs.make(self.plan, range.clone());
+        let mut ready = Vec::new();
+        for i in range.clone() {
+            let job = &self.plan.jobs[i];
+            if let Some((path, err)) = dirs.failure_for(job) {
+                let error = CopyError::io("create directory", path, clone_io(err));
+                self.ctx.fail(i, error);
+                continue;
+            }
+            match job.op {
+                Op::Copy => ready.push(i),
+                Op::Symlink { .. } | Op::Hardlink { .. } => links.push(i),
+                Op::Dir => self.ctx.state.set(i, OK),
             }
         }
-        queue.close();
-        match copier.join() {
-            Ok(why) => stopped = why,
-            Err(p) => stopped = Some(format!("the copy engine panicked: {}", panic_text(&p))),
+        let (files, bytes) = self.count(range.start.max(counted)..range.end);
+        if files > 0 {
+            self.ctx.sink.event(Event::Planned { files, bytes });
         }
-    });
+        order_for_balance(self.plan, &mut ready);
+        queue.push(ready);
+    }
 
-    // Files no worker took or finished (the backend stopped early): each is reported, so none
-    // goes missing silently. After a cancel, unstarted files stay unreported.
-    if !ctx.cancelled() {
-        let why = stopped.unwrap_or_else(|| "the copy engine stopped".into());
-        for (i, job) in plan.jobs.iter().enumerate() {
-            if job.op == Op::Copy && ctx.state.get(i) == PENDING {
-                ctx.fail(
-                    i,
-                    CopyError::io("copy", &job.src, std::io::Error::other(why.clone())),
-                );
+    /// Files no worker took or finished (the backend stopped early, for `why`): each is
+    /// reported, so none goes missing silently. After a cancel, unstarted files stay unreported.
+    fn fail_untaken(&self, why: Option<String>) {
+        if self.ctx.cancelled() {
+            return;
+        }
+        let why = why.unwrap_or_else(|| "the copy engine stopped".into());
+        for (i, job) in self.plan.jobs.iter().enumerate() {
+            if job.op == Op::Copy && self.ctx.state.get(i) == PENDING {
+                let cause = std::io::Error::other(why.clone());
+                self.ctx.fail(i, CopyError::io("copy", &job.src, cause));
             }
         }
     }
 
-    for &i in &links {
-        if ctx.cancelled() {
-            break;
-        }
-        let job = &plan.jobs[i];
-        let res = match &job.op {
-            Op::Symlink { target } => file::place_symlink(target, job),
-            Op::Hardlink { of } if ctx.ok(*of) => file::place_hardlink(&plan.jobs[*of].dst, job),
-            Op::Hardlink { .. } => Err(CopyError::LinkSourceFailed {
-                path: job.src.clone(),
-            }),
-            _ => continue,
-        };
-        match res {
-            Ok(()) => ctx.done(i),
-            Err(e) => ctx.fail(i, e),
+    /// Symlinks and hard links, after the data: a hard link needs its first member in place,
+    /// and fails with it.
+    fn place_links(&self, links: &[usize]) {
+        let jobs = &self.plan.jobs;
+        for &i in links {
+            if self.ctx.cancelled() {
+                break;
+            }
+            let job = &jobs[i];
+            let res = match &job.op {
+                Op::Symlink { target } => file::place_symlink(target, job),
+                Op::Hardlink { of } if self.ctx.ok(*of) => {
+                    file::place_hardlink(&jobs[*of].dst, job)
+                }
+                Op::Hardlink { .. } => Err(CopyError::LinkSourceFailed {
+                    path: job.src.clone(),
+                }),
+                _ => continue,
+            };
+            match res {
+                Ok(()) => self.ctx.done(i),
+                Err(e) => self.ctx.fail(i, e),
+            }
         }
     }
 
-    // Deepest first, so setting a parent's mtime comes after its children changed it.
-    if !ctx.cancelled() {
-        let mut dirs: Vec<usize> = (0..plan.jobs.len())
-            .filter(|&i| plan.jobs[i].op == Op::Dir && ctx.ok(i))
+    /// Directory modes and mtimes, deepest first so setting a parent's mtime comes after its
+    /// children changed it; then, with `--fsync`, every directory written into.
+    fn finish_dirs(&self) {
+        if self.ctx.cancelled() {
+            return;
+        }
+        let jobs = &self.plan.jobs;
+        let mut dirs: Vec<usize> = (0..jobs.len())
+            .filter(|&i| jobs[i].op == Op::Dir && self.ctx.ok(i))
             .collect();
-        dirs.sort_by_key(|&i| std::cmp::Reverse(plan.jobs[i].dst.components().count()));
+        dirs.sort_by_key(|&i| std::cmp::Reverse(jobs[i].dst.components().count()));
         for i in dirs {
-            if let Err(e) = file::set_dir_meta(&plan.jobs[i]) {
-                ctx.fail(i, e);
+            if let Err(e) = file::set_dir_meta(&jobs[i]) {
+                self.ctx.fail(i, e);
             }
         }
-        if fsync {
-            for dir in &parents(plan, 0..plan.jobs.len()) {
-                if let Err(e) = file::fsync_dir(dir) {
-                    sink.event(Event::DirSyncFailed { error: e });
+        if self.ctx.fsync {
+            for dir in &parents(self.plan, 0..jobs.len()) {
+                if let Err(error) = file::fsync_dir(dir) {
+                    self.ctx.sink.event(Event::DirSyncFailed { error });
                 }
             }
         }
     }
 
-    let interrupted = ctx.cancelled();
-    let mut errors = 0;
-    let mut files_done = 0;
-    let mut bytes = 0;
-    for (i, job) in plan.jobs.iter().enumerate() {
-        match ctx.state.get(i) {
-            OK if job.op != Op::Dir => {
-                files_done += 1;
-                if job.op == Op::Copy {
-                    bytes += job.size;
+    /// The tally: files (not directories) and bytes in place, jobs failed.
+    fn summary(&self, engine: &str, start: Instant) -> Summary {
+        let (mut files, mut bytes, mut errors) = (0, 0, 0);
+        for (i, job) in self.plan.jobs.iter().enumerate() {
+            match self.ctx.state.get(i) {
+                OK if job.op != Op::Dir => {
+                    files += 1;
+                    if job.op == Op::Copy {
+                        bytes += job.size;
+                    }
                 }
+                FAILED => errors += 1,
+                _ => {}
             }
-            FAILED => errors += 1,
-            _ => {}
         }
-    }
-    Summary {
-        engine: backend.name().to_string(),
-        files: files_done,
-        bytes,
-        errors,
-        elapsed: start.elapsed(),
-        interrupted,
+        Summary {
+            engine: engine.to_string(),
+            files,
+            bytes,
+            errors,
+            elapsed: start.elapsed(),
+            interrupted: self.ctx.cancelled(),
+        }
     }
 }
 
@@ -423,6 +469,16 @@ impl DirMaker {
             out_dir: None,
             root: out_dir.to_path_buf(),
         }
+    }
+
+    /// Why `job` cannot be placed: its own directory (a directory job) or its parent could not
+    /// be made; the path that failed and the error.
+    fn failure_for(&self, job: &Job) -> Option<&(PathBuf, std::io::Error)> {
+        let dir = match job.op {
+            Op::Dir => job.dst.as_path(),
+            _ => job.dst.parent().unwrap_or(Path::new("")),
+        };
+        self.failed.get(dir)
     }
 
     fn make(&mut self, plan: &Plan, range: std::ops::Range<usize>) {
