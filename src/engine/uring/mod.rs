@@ -21,6 +21,9 @@ mod ring;
 mod tests;
 
 pub use probe::probe;
+/// A worker's runtime (io_uring driver, page-aligned buffer ring), also for the bench's
+/// ring-vs-Vec measurement.
+pub use ring::build as worker_runtime;
 pub use ring::PoolShape;
 
 /// Files at least this large go to the in-kernel copy under `--copy-method auto`; smaller ones
