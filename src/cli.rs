@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{ArgAction, Parser, ValueEnum};
 
 use crate::config::{
-    Config, CopyMethod, CrateKind, EngineChoice, GithubStep, Output, TargetSelection,
+    Color, Config, CopyMethod, CrateKind, EngineChoice, GithubStep, Output, TargetSelection,
 };
 
 const EXIT_CODES: &str = "\
@@ -59,7 +59,7 @@ struct Cli {
     package: Vec<String>,
 
     /// All workspace members
-    #[arg(long, help_heading = "Package Selection")]
+    #[arg(long, alias = "all", help_heading = "Package Selection")]
     workspace: bool,
 
     /// Leave out a package (with --workspace)
@@ -230,6 +230,58 @@ struct Cli {
     /// An artifact older than a source it was built from is an error (exit 2), not a warning
     #[arg(long, help_heading = "Target Selection")]
     require_fresh: bool,
+    /// Coloring: auto, always, never
+    #[arg(
+        long,
+        value_enum,
+        value_name = "WHEN",
+        env = "CARGO_TERM_COLOR",
+        hide_env_values = true,
+        hide = true
+    )]
+    color: Option<ColorArg>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ColorArg {
+    Auto,
+    Always,
+    Never,
+}
+
+impl ColorArg {
+    fn clap(self) -> clap::ColorChoice {
+        match self {
+            ColorArg::Auto => clap::ColorChoice::Auto,
+            ColorArg::Always => clap::ColorChoice::Always,
+            ColorArg::Never => clap::ColorChoice::Never,
+        }
+    }
+}
+
+/// `--color` as the last occurrence in `args` spells it, else `CARGO_TERM_COLOR`: read before
+/// parsing, so that clap's own errors follow it too.
+fn color_before_parsing(args: &[OsString]) -> ColorArg {
+    let parse = |v: &str| ColorArg::from_str(v, true).ok();
+    let mut found = None;
+    let mut it = args.iter().filter_map(|a| a.to_str());
+    while let Some(a) = it.next() {
+        if a == "--" {
+            break;
+        }
+        if let Some(v) = a.strip_prefix("--color=") {
+            found = parse(v).or(found);
+        } else if a == "--color" {
+            found = it.next().and_then(parse).or(found);
+        }
+    }
+    found
+        .or_else(|| {
+            std::env::var("CARGO_TERM_COLOR")
+                .ok()
+                .and_then(|v| parse(&v))
+        })
+        .unwrap_or(ColorArg::Auto)
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -271,8 +323,14 @@ fn strip_subcommand(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
 
 /// Parses arguments (as `cargo fastcp …` or `cargo-fastcp …`) into a validated config.
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Config, clap::Error> {
-    let cli = Cli::try_parse_from(strip_subcommand(args))?;
-    into_config(cli)
+    use clap::{CommandFactory, FromArgMatches};
+    let args = strip_subcommand(args);
+    let mut cmd = Cli::command().color(color_before_parsing(&args).clap());
+    let cli = cmd
+        .try_get_matches_from_mut(args)
+        .and_then(|m| Cli::from_arg_matches(&m))
+        .map_err(|e| e.format(&mut cmd))?;
+    into_config(cli).map_err(|e| e.format(&mut cmd))
 }
 
 fn usage(msg: impl std::fmt::Display) -> clap::Error {
@@ -281,6 +339,9 @@ fn usage(msg: impl std::fmt::Display) -> clap::Error {
 }
 
 fn into_config(cli: Cli) -> Result<Config, clap::Error> {
+    if cli.quiet && cli.verbose > 0 {
+        return Err(usage("cannot set both --verbose and --quiet"));
+    }
     if cli.out_dir.is_none() && !cli.dry_run {
         return Err(usage("-o/--out-dir <DIR> is required (or pass --dry-run)"));
     }
@@ -314,6 +375,8 @@ fn into_config(cli: Cli) -> Result<Config, clap::Error> {
     };
     cfg.profile = match (cli.release, cli.profile) {
         (true, _) => Some("release".into()),
+        // `dev` is the default: spelled out, it selects exactly what leaving it out does.
+        (false, Some(p)) if p == "dev" => None,
         (false, p) => p,
     };
     cfg.triples = cli.target;
@@ -361,6 +424,11 @@ fn into_config(cli: Cli) -> Result<Config, clap::Error> {
     cfg.all_features = cli.all_features;
     cfg.no_default_features = cli.no_default_features;
     cfg.require_fresh = cli.require_fresh;
+    cfg.color = match cli.color {
+        Some(ColorArg::Always) => Color::Always,
+        Some(ColorArg::Never) => Color::Never,
+        Some(ColorArg::Auto) | None => Color::Auto,
+    };
     Ok(cfg)
 }
 

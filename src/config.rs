@@ -72,6 +72,15 @@ pub enum Output {
     Json,
 }
 
+/// When diagnostics and the progress line use colour (`--color`, `CARGO_TERM_COLOR`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Color {
+    /// Colour when stderr is a terminal (and `NO_COLOR` is unset).
+    Auto,
+    Always,
+    Never,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EngineChoice {
     Auto,
@@ -117,6 +126,8 @@ pub struct Config {
     pub dereference: bool,
     pub debug_files: bool,
     pub fsync: bool,
+    /// Colour on stderr: `--color`, else `CARGO_TERM_COLOR`, else auto.
+    pub color: Color,
     /// `--manifest` (with `--github-output`): also write the JSON-lines report (one object per
     /// file, then the summary) to this file.
     pub manifest: Option<PathBuf>,
@@ -184,6 +195,7 @@ impl Config {
             all_features: false,
             no_default_features: false,
             require_fresh: false,
+            color: Color::Auto,
         }
     }
 

@@ -1,9 +1,12 @@
 //! Reporters turn engine events into output (human with indicatif, quiet, JSON lines); chosen once.
+use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use serde::Serialize;
 
 use crate::config::Output;
@@ -50,6 +53,86 @@ pub fn human_bytes(n: u64) -> String {
     format!("{v:.1} {}", UNITS[u])
 }
 
+/// The kind of a diagnostic line, styled as cargo styles it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Error,
+    Warning,
+    Help,
+    Note,
+}
+
+impl Level {
+    const ALL: [Level; 4] = [Level::Error, Level::Warning, Level::Help, Level::Note];
+
+    fn label(self) -> &'static str {
+        match self {
+            Level::Error => "error",
+            Level::Warning => "warning",
+            Level::Help => "help",
+            Level::Note => "note",
+        }
+    }
+
+    /// Cargo's colours: bold red errors, bold yellow warnings, bold cyan help and notes.
+    fn style(self) -> anstyle::Style {
+        let color = match self {
+            Level::Error => anstyle::AnsiColor::Red,
+            Level::Warning => anstyle::AnsiColor::Yellow,
+            Level::Help | Level::Note => anstyle::AnsiColor::Cyan,
+        };
+        anstyle::Style::new().bold().fg_color(Some(color.into()))
+    }
+}
+
+/// `level: text`, with the label styled; a later line of `text` that starts with `help:`,
+/// `note:` or `warning:` gets its label styled too. The ANSI codes are stripped on the way out
+/// when colour is off (see [`set_color`]).
+pub fn styled(level: Level, text: &str) -> String {
+    let mut out = String::new();
+    for (i, line) in text.lines().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        let (lvl, rest) = if i == 0 {
+            (Some(level), line)
+        } else {
+            match Level::ALL.into_iter().find_map(|l| {
+                line.strip_prefix(l.label())
+                    .and_then(|r| r.strip_prefix(':'))
+                    .map(|r| (l, r.trim_start()))
+            }) {
+                Some((l, r)) => (Some(l), r),
+                None => (None, line),
+            }
+        };
+        match lvl {
+            Some(l) => {
+                let st = l.style();
+                let _ = write!(out, "{st}{}:{st:#} {rest}", l.label());
+            }
+            None => out.push_str(line),
+        }
+    }
+    out
+}
+
+/// Prints a diagnostic to stderr (see [`styled`]).
+pub fn diagnostic(level: Level, text: &str) {
+    anstream::eprintln!("{}", styled(level, text));
+}
+
+/// How to colour stderr, as cargo's `--color` (`CARGO_TERM_COLOR`) does; call once, early.
+pub fn set_color(choice: crate::config::Color) {
+    use crate::config::Color;
+    let choice = match choice {
+        Color::Auto => anstream::ColorChoice::Auto,
+        Color::Always => anstream::ColorChoice::Always,
+        Color::Never => anstream::ColorChoice::Never,
+    };
+    choice.write_global();
+}
+
 fn plural(n: usize) -> &'static str {
     if n == 1 {
         ""
@@ -62,39 +145,30 @@ struct Human<'p> {
     plan: &'p Plan,
     quiet: bool,
     verbose: u8,
-    bar: Option<ProgressBar>,
-    files: AtomicU64,
-    /// Files to copy, as far as the plan is known (a streamed walk adds to it).
-    planned: AtomicU64,
+    progress: Option<Progress>,
+    /// Files (not directories) that failed, and everything else that failed (directories, trees
+    /// a streamed walk could not read): the summary counts files as files.
+    failed_files: AtomicU64,
+    failed_other: AtomicU64,
 }
 
 impl<'p> Human<'p> {
     fn new(plan: &'p Plan, quiet: bool, verbose: u8) -> Self {
-        let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
-            let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "{spinner} [{bar:30}] {msg} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-            );
-            bar
-        });
+        let progress = (!quiet && std::io::stderr().is_terminal()).then(|| Progress::new(plan));
         Human {
             plan,
             quiet,
             verbose,
-            bar,
-            files: AtomicU64::new(0),
-            planned: AtomicU64::new(0),
+            progress,
+            failed_files: AtomicU64::new(0),
+            failed_other: AtomicU64::new(0),
         }
     }
 
     fn eprint(&self, line: &str) {
-        match &self.bar {
-            Some(bar) => bar.suspend(|| eprintln!("{line}")),
-            None => eprintln!("{line}"),
+        match &self.progress {
+            Some(p) => p.bar.suspend(|| anstream::eprintln!("{line}")),
+            None => anstream::eprintln!("{line}"),
         }
     }
 }
@@ -103,39 +177,233 @@ impl EventSink for Human<'_> {
     fn event(&self, event: Event) {
         match event {
             Event::Started { files, bytes } => {
-                self.planned.store(files as u64, Ordering::Relaxed);
-                if let Some(bar) = &self.bar {
-                    bar.set_length(bytes);
-                    bar.set_message(format!("0/{files} files"));
+                if let Some(p) = &self.progress {
+                    p.found(files as u64, bytes);
+                    p.check_known(self.plan);
                 }
             }
             Event::Planned { files, bytes } => {
-                self.planned.fetch_add(files as u64, Ordering::Relaxed);
-                if let Some(bar) = &self.bar {
-                    bar.inc_length(bytes);
+                if let Some(p) = &self.progress {
+                    p.found(files as u64, bytes);
+                    p.check_known(self.plan);
                 }
             }
             Event::Progress { bytes } => {
-                if let Some(bar) = &self.bar {
-                    bar.inc(bytes);
+                if let Some(p) = &self.progress {
+                    p.bar.inc(bytes);
+                    p.check_known(self.plan);
                 }
             }
             Event::Done { index } => {
-                let n = self.files.fetch_add(1, Ordering::Relaxed) + 1;
-                if let Some(bar) = &self.bar {
-                    let total = self.planned.load(Ordering::Relaxed);
-                    bar.set_message(format!("{n}/{total} files"));
+                if let Some(p) = &self.progress {
+                    p.counts.copied_files.fetch_add(1, Ordering::Relaxed);
+                    p.check_known(self.plan);
                 }
                 if self.verbose > 1 {
                     let job = &self.plan.jobs[index];
                     self.eprint(&format!("{} -> {}", job.src.display(), job.dst.display()));
                 }
             }
-            Event::Failed { error, .. }
-            | Event::Unwalked { error }
-            | Event::DirSyncFailed { error } => self.eprint(&format!("error: {error}")),
+            Event::Failed { index, error } => {
+                let is_file = self.plan.jobs.get(index).is_some_and(|j| j.op != Op::Dir);
+                let counter = if is_file {
+                    &self.failed_files
+                } else {
+                    &self.failed_other
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                self.eprint(&styled(Level::Error, &error.to_string()));
+            }
+            Event::Unwalked { error } | Event::DirSyncFailed { error } => {
+                self.failed_other.fetch_add(1, Ordering::Relaxed);
+                self.eprint(&styled(Level::Error, &error.to_string()));
+            }
         }
     }
+}
+
+/// The live progress line: a counter while a streamed walk is still finding files, a bar with an
+/// ETA once the plan is complete (its totals then never change again). Every frame is laid out
+/// for the terminal's current width, so it never wraps.
+struct Progress {
+    bar: ProgressBar,
+    counts: Arc<Counts>,
+}
+
+/// What the progress line shows, shared with its formatters.
+#[derive(Default)]
+struct Counts {
+    found_files: AtomicU64,
+    found_bytes: AtomicU64,
+    copied_files: AtomicU64,
+    /// Set once the plan is complete; `total_*` hold its final size from then on.
+    known: AtomicBool,
+    total_files: AtomicU64,
+    total_bytes: AtomicU64,
+}
+
+/// The bar shrinks before the text around it does, down to this many columns.
+const MIN_BAR: usize = 10;
+/// Terminals narrower than this get no `Copying` header.
+const HEADER_MIN_WIDTH: usize = 50;
+
+impl Progress {
+    /// A counter, or at once a bar when `plan` is already complete.
+    fn new(plan: &Plan) -> Progress {
+        let counts = Arc::new(Counts::default());
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+        bar.set_style(counter_style(&counts));
+        let p = Progress { bar, counts };
+        p.check_known(plan);
+        // Redraws while nothing else moves, so the elapsed time and the spinner stay live.
+        p.bar.enable_steady_tick(Duration::from_millis(100));
+        p
+    }
+
+    fn found(&self, files: u64, bytes: u64) {
+        self.counts.found_files.fetch_add(files, Ordering::Relaxed);
+        self.counts.found_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Switches from the counter to the bar once the plan can no longer grow.
+    fn check_known(&self, plan: &Plan) {
+        let c = &self.counts;
+        if c.known.load(Ordering::Acquire) || !plan.jobs.is_closed() {
+            return;
+        }
+        if c.known
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return;
+        }
+        let bytes = plan.total_bytes();
+        c.total_files
+            .store(plan.file_count() as u64, Ordering::Relaxed);
+        c.total_bytes.store(bytes, Ordering::Relaxed);
+        // Style first: setting the length draws a frame.
+        self.bar.set_style(bar_style(c));
+        self.bar.set_length(bytes);
+        // Drawn now, not at the next tick: a short run shows its totals at least once.
+        self.bar.tick();
+    }
+}
+
+/// The terminal's width now (it may change while the bar runs); 80 when it cannot be asked.
+fn term_width() -> usize {
+    console::Term::stderr()
+        .size_checked()
+        .map_or(80, |(_, cols)| usize::from(cols))
+}
+
+/// The first candidate that fits `width` columns, or the last one cut to fit.
+fn fit(width: usize, candidates: &[String]) -> String {
+    if let Some(c) = candidates.iter().find(|c| c.chars().count() <= width) {
+        return c.clone();
+    }
+    candidates
+        .last()
+        .map(|c| c.chars().take(width).collect())
+        .unwrap_or_default()
+}
+
+/// `     Copying `, cargo's right-aligned status word (bold cyan, as cargo's progress header).
+fn header(width: usize) -> String {
+    if width < HEADER_MIN_WIDTH {
+        return String::new();
+    }
+    let style = anstyle::Style::new()
+        .bold()
+        .fg_color(Some(anstyle::AnsiColor::Cyan.into()));
+    if color_enabled() {
+        format!("{style}{:>12}{style:#} ", "Copying")
+    } else {
+        format!("{:>12} ", "Copying")
+    }
+}
+
+/// Whether styled output goes to stderr (`--color`, `CARGO_TERM_COLOR`, and the terminal).
+fn color_enabled() -> bool {
+    anstream::AutoStream::choice(&std::io::stderr()) != anstream::ColorChoice::Never
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:#}", indicatif::HumanDuration(d))
+}
+
+/// One column is left free: a line that fills the last column makes some terminals wrap.
+fn usable_width() -> usize {
+    term_width().saturating_sub(1)
+}
+
+/// Braille spinner frames, as indicatif's default spinner; advanced by elapsed time.
+const SPINNER: [char; 8] = ['⠁', '⠂', '⠄', '⡀', '⢀', '⠠', '⠐', '⠈'];
+
+/// While the walk still runs: `Copying ⠂ found 3841 files (43.8 MiB) so far, copied …, 2s`.
+fn counter_style(counts: &Arc<Counts>) -> ProgressStyle {
+    let c = Arc::clone(counts);
+    let line = move |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+        let width = usable_width();
+        let head = header(width);
+        let room = width.saturating_sub(console::measure_text_width(&head) + 2);
+        let ff = c.found_files.load(Ordering::Relaxed);
+        let fb = human_bytes(c.found_bytes.load(Ordering::Relaxed));
+        let cf = c.copied_files.load(Ordering::Relaxed);
+        let cb = human_bytes(state.pos());
+        let el = secs(state.elapsed());
+        let text = fit(
+            room,
+            &[
+                format!("found {ff} files ({fb}) so far, copied {cf} files ({cb}), {el}"),
+                format!("found {ff} files ({fb}), copied {cf} ({cb}), {el}"),
+                format!("found {ff}, copied {cf}, {el}"),
+                format!("{cf}/{ff}+ files"),
+                format!("{cf}/{ff}+"),
+            ],
+        );
+        let spin = SPINNER[(state.elapsed().as_millis() / 100) as usize % SPINNER.len()];
+        let _ = write!(w, "{head}{spin} {text}");
+    };
+    ProgressStyle::with_template("{line}")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner())
+        .with_key("line", line)
+}
+
+/// Once the plan is complete: `Copying [=====>    ] 1765/3841 files, 20.1/43.8 MiB, …, ETA 3s`.
+fn bar_style(counts: &Arc<Counts>) -> ProgressStyle {
+    let c = Arc::clone(counts);
+    let info = move |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+        let width = usable_width();
+        let head = console::measure_text_width(&header(width));
+        // `[`, `] ` around the bar, and the bar's own minimum when there is room for one.
+        let bar = if width >= 3 * MIN_BAR { MIN_BAR } else { 0 };
+        let room = width.saturating_sub(head + 3 + bar);
+        let tf = c.total_files.load(Ordering::Relaxed);
+        let cf = c.copied_files.load(Ordering::Relaxed);
+        let cb = human_bytes(state.pos());
+        let tb = human_bytes(c.total_bytes.load(Ordering::Relaxed));
+        let rate = human_bytes(state.per_sec() as u64);
+        let el = secs(state.elapsed());
+        let eta = secs(state.eta());
+        let text = fit(
+            room,
+            &[
+                format!("{cf}/{tf} files, {cb}/{tb}, {rate}/s, {el}, ETA {eta}"),
+                format!("{cf}/{tf} files, {cb}/{tb}, ETA {eta}"),
+                format!("{cf}/{tf} files, ETA {eta}"),
+                format!("{cf}/{tf}"),
+            ],
+        );
+        let _ = write!(w, "{text}");
+    };
+    let head = |_: &ProgressState, w: &mut dyn std::fmt::Write| {
+        let _ = write!(w, "{}", header(usable_width()));
+    };
+    ProgressStyle::with_template("{head}[{wide_bar}] {info}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .with_key("head", head)
+        .with_key("info", info)
+        .progress_chars("=> ")
 }
 
 impl Reporter for Human<'_> {
@@ -168,15 +436,25 @@ impl Reporter for Human<'_> {
     }
 
     fn finish(&self, s: &Summary) {
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
+        if let Some(p) = &self.progress {
+            p.bar.finish_and_clear();
         }
-        if s.errors > 0 {
-            eprintln!(
-                "error: {} of {} file{} failed",
-                s.errors,
-                self.plan.jobs.len(),
-                plural(self.plan.jobs.len())
+        let files = self.failed_files.load(Ordering::Relaxed);
+        if files > 0 {
+            let total = self.plan.file_count();
+            let text = format!("{files} of {total} file{} failed", plural(total));
+            diagnostic(Level::Error, &text);
+        }
+        let other = self.failed_other.load(Ordering::Relaxed) as usize;
+        if other > 0 {
+            let dirs = if other == 1 {
+                "directory"
+            } else {
+                "directories"
+            };
+            diagnostic(
+                Level::Error,
+                &format!("{other} {dirs} failed (each reported above)"),
             );
         }
         if s.interrupted {

@@ -1,0 +1,348 @@
+//! "Feels like cargo" (issue 15): progress in a real pseudo-terminal, cargo-styled diagnostics,
+//! cargo's selection habits, one error for one cause, and the JSON fields scripts rely on. Every
+//! test runs the real binary.
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+
+fn s(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+// ---------------------------------------------------------------------------------------------
+// progress, read frame by frame from a pseudo-terminal
+// ---------------------------------------------------------------------------------------------
+
+/// A tree large enough that the copy takes a while even on a fast machine: many small files (the
+/// walk takes time) and a few large ones (the copy does).
+fn progress_tree(root: &Path) -> PathBuf {
+    let src = root.join("tree");
+    let block: Vec<u8> = (0..4096u32).map(|i| (i * 7 % 251) as u8).collect();
+    for d in 0..40 {
+        let dir = src.join(format!("d{d:02}"));
+        fs::create_dir_all(&dir).unwrap();
+        for f in 0..60 {
+            fs::write(dir.join(format!("f{f:02}")), &block).unwrap();
+        }
+    }
+    let big: Vec<u8> = block.iter().copied().cycle().take(16 << 20).collect();
+    for i in 0..3 {
+        fs::write(src.join(format!("big{i}")), &big).unwrap();
+    }
+    src
+}
+
+/// Single-quotes `a` for `sh`.
+fn sh_quote(a: &str) -> String {
+    format!("'{}'", a.replace('\'', r"'\''"))
+}
+
+/// Runs the binary with stderr on a pseudo-terminal `cols` columns wide (util-linux `script`)
+/// and returns everything the terminal received.
+fn in_pty(cwd: &Path, cols: u16, args: &[&str]) -> (i32, String) {
+    let mut line = format!("stty cols {cols} rows 30 && exec {}", sh_quote(BIN));
+    for a in args {
+        line.push(' ');
+        line.push_str(&sh_quote(a));
+    }
+    let out = Command::new("script")
+        .args(["-q", "-e", "-c", &line, "/dev/null"])
+        .current_dir(cwd)
+        .env_remove("NO_COLOR")
+        .env_remove("CARGO_TERM_COLOR")
+        .env_remove("COLUMNS")
+        .env("TERM", "xterm-256color")
+        .output()
+        .expect("run `script` (util-linux) to get a pseudo-terminal");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// Removes ANSI escape sequences (CSI and OSC) from terminal output.
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::new();
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\x1b' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('[') => {
+                for c in chars.by_ref() {
+                    if ('@'..='~').contains(&c) {
+                        break;
+                    }
+                }
+            }
+            Some(']') => {
+                for c in chars.by_ref() {
+                    if c == '\x07' {
+                        break;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The progress frames the terminal showed: every carriage-return/newline separated piece that
+/// is not an ordinary log line.
+fn frames(raw: &str) -> Vec<String> {
+    strip_ansi(raw)
+        .split(['\r', '\n'])
+        .map(|f| f.trim_end().to_string())
+        .filter(|f| !f.is_empty())
+        .filter(|f| {
+            !f.starts_with("Copied ") && !f.starts_with("error") && !f.starts_with("warning")
+        })
+        .collect()
+}
+
+/// The total a frame shows: files found so far (counter) or files in the plan (bar).
+fn frame_total(frame: &str) -> Option<u64> {
+    let digits = |s: &str| -> Option<u64> {
+        let d: String = s.chars().take_while(char::is_ascii_digit).collect();
+        d.parse().ok()
+    };
+    if let Some(i) = frame.find("found ") {
+        return digits(&frame[i + 6..]);
+    }
+    // `copied/total`, the first fraction of the line
+    let slash = frame.find('/')?;
+    let before = frame[..slash]
+        .chars()
+        .rev()
+        .take_while(char::is_ascii_digit)
+        .count();
+    (before > 0).then(|| digits(&frame[slash + 1..])).flatten()
+}
+
+fn is_bar(frame: &str) -> bool {
+    frame.contains('[') && frame.contains(']')
+}
+
+#[track_caller]
+fn check_frames(raw: &str, cols: u16) -> Vec<String> {
+    let frames = frames(raw);
+    assert!(!frames.is_empty(), "no progress frame at all:\n{raw:?}");
+    for f in &frames {
+        assert!(
+            f.chars().count() <= usize::from(cols),
+            "a {}-column frame would wrap ({} columns): {f:?}",
+            cols,
+            f.chars().count()
+        );
+    }
+    let totals: Vec<u64> = frames.iter().filter_map(|f| frame_total(f)).collect();
+    assert!(!totals.is_empty(), "no frame shows a total: {frames:#?}");
+    for w in totals.windows(2) {
+        assert!(
+            w[0] <= w[1],
+            "the total went down ({} -> {}): {frames:#?}",
+            w[0],
+            w[1]
+        );
+    }
+    // Once a bar is shown (the total is known), no counter comes back.
+    if let Some(first_bar) = frames.iter().position(|f| is_bar(f)) {
+        assert!(
+            frames[first_bar..].iter().all(|f| !f.contains("found ")),
+            "a counter after the bar: {frames:#?}"
+        );
+    }
+    frames
+}
+
+fn progress_streamed(cols: u16) {
+    let env = TestEnv::empty();
+    let src = progress_tree(env.scratch());
+    let out = env.out("copy");
+    let (code, raw) = in_pty(
+        env.root(),
+        cols,
+        &["--from", &s(&src), "-o", &s(&out), "**"],
+    );
+    assert_eq!(code, 0, "{raw}");
+    let frames = check_frames(&raw, cols);
+    // The walk is still running when the first frame is drawn: a counter, not a guessed bar.
+    assert!(
+        frames[0].contains("found ") || frames[0].contains('+'),
+        "the first frame of a streamed copy is a counter: {frames:#?}"
+    );
+    assert!(
+        strip_ansi(&raw).contains("Copied 2403 files"),
+        "summary line missing:\n{raw}"
+    );
+}
+
+fn progress_planned(cols: u16) {
+    let env = TestEnv::empty();
+    let src = progress_tree(env.scratch());
+    let out = env.out("copy");
+    // A non-empty out-dir: the plan is complete before the copy starts, so the total is known.
+    fs::create_dir_all(&out).unwrap();
+    fs::write(out.join("keep"), "x").unwrap();
+    let (code, raw) = in_pty(
+        env.root(),
+        cols,
+        &["--from", &s(&src), "-o", &s(&out), "**"],
+    );
+    assert_eq!(code, 0, "{raw}");
+    let frames = check_frames(&raw, cols);
+    assert!(
+        frames.iter().all(|f| is_bar(f) && !f.contains("found ")),
+        "a complete plan shows only the bar: {frames:#?}"
+    );
+    assert!(
+        frames.iter().all(|f| frame_total(f) == Some(2403)),
+        "every frame shows the final total: {frames:#?}"
+    );
+    if cols >= 50 {
+        assert!(frames.iter().all(|f| f.contains("ETA")), "{frames:#?}");
+    }
+}
+
+#[test]
+fn progress_streamed_fits_40_columns() {
+    progress_streamed(40);
+}
+
+#[test]
+fn progress_streamed_fits_160_columns() {
+    progress_streamed(160);
+}
+
+#[test]
+fn progress_planned_fits_24_columns() {
+    progress_planned(24);
+}
+
+#[test]
+fn progress_planned_fits_120_columns() {
+    progress_planned(120);
+}
+
+#[test]
+fn no_progress_without_a_terminal_or_with_quiet() {
+    let env = TestEnv::empty();
+    let src = progress_tree(env.scratch());
+    let out = env.out("copy");
+    let run = env.run(&["--from", &s(&src), "-o", &s(&out), "**"]);
+    run.success();
+    assert!(
+        !run.stderr.contains('\r') && !run.stderr.contains("found "),
+        "progress drawn to a pipe:\n{}",
+        run.stderr
+    );
+    let out = env.out("quiet");
+    let (code, raw) = in_pty(
+        env.root(),
+        80,
+        &["-q", "--from", &s(&src), "-o", &s(&out), "**"],
+    );
+    assert_eq!(code, 0, "{raw}");
+    assert_eq!(strip_ansi(&raw).trim(), "", "-q prints nothing on success");
+}
+
+// ---------------------------------------------------------------------------------------------
+// failures count files
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn failures_count_files_not_directories() {
+    let env = TestEnv::empty();
+    let src = env.scratch().join("src");
+    fs::create_dir_all(src.join("a")).unwrap();
+    fs::write(src.join("a/x"), "x").unwrap();
+    fs::write(src.join("a/y"), "y").unwrap();
+    fs::write(src.join("b"), "b").unwrap();
+    // A non-empty directory squats on the destination of `b`.
+    let out = env.out("dist");
+    fs::create_dir_all(out.join("b/keep")).unwrap();
+    let run = env.run(&["--from", &s(&src), "-o", &s(&out), "**"]);
+    run.code(1)
+        .stderr_has("error: 1 of 3 files failed")
+        .stderr_has("Copied 2 files");
+    assert!(!run.stderr.contains("of 4 files"), "{}", run.stderr);
+}
+
+// ---------------------------------------------------------------------------------------------
+// selection like cargo
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn quiet_and_verbose_together_are_refused() {
+    let env = TestEnv::shared(Fixture::Ws);
+    let out = env.out("dist");
+    env.run(&["--release", "-q", "-v", "-o", &s(&out)])
+        .code(2)
+        .stderr_has("cannot set both --verbose and --quiet");
+    assert!(!out.exists());
+}
+
+#[test]
+fn all_is_an_alias_of_workspace() {
+    let env = TestEnv::shared(Fixture::Ws);
+    let a = env.run(&["--release", "--all", "--dry-run"]);
+    a.success();
+    let b = env.run(&["--release", "--workspace", "--dry-run"]);
+    b.success();
+    assert_eq!(a.stdout, b.stdout);
+    assert!(a.stdout.contains("app-cli"), "{}", a.stdout);
+}
+
+#[test]
+fn profile_dev_is_the_default_spelled_out() {
+    let env = TestEnv::shared(Fixture::Single);
+    let plain = env.run(&["--dry-run", "README.md"]);
+    plain.success();
+    let dev = env.run(&["--profile", "dev", "--dry-run", "README.md"]);
+    dev.success();
+    assert_eq!(plain.stdout, dev.stdout);
+    assert!(
+        plain.stdout.contains("Would copy 1 file"),
+        "{}",
+        plain.stdout
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// colour
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn usage_errors_follow_color_flag_and_env() {
+    let env = TestEnv::shared(Fixture::Ws);
+    let run = env.run(&["--color", "always", "--no-such-flag"]);
+    run.code(2);
+    assert!(
+        run.stderr.contains("\x1b["),
+        "--color always: {:?}",
+        run.stderr
+    );
+    let run = env.run(&["--color", "never", "--no-such-flag"]);
+    run.code(2);
+    assert!(
+        !run.stderr.contains('\x1b'),
+        "--color never: {:?}",
+        run.stderr
+    );
+    let mut cmd = env.fastcp();
+    cmd.env("CARGO_TERM_COLOR", "always").arg("--no-such-flag");
+    let run = Run::from_cmd(&mut cmd, &["--no-such-flag"]);
+    run.code(2);
+    assert!(
+        run.stderr.contains("\x1b["),
+        "CARGO_TERM_COLOR=always: {:?}",
+        run.stderr
+    );
+}
