@@ -12,6 +12,7 @@ fn main() -> ExitCode {
         Ok(cfg) => cfg,
         Err(e) => e.exit(),
     };
+    report::set_color(cfg.color);
     // Every error that reaches here was raised before anything was written.
     match run(&cfg).context("nothing was copied") {
         Ok(code) => code,
@@ -21,7 +22,7 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
             None => {
-                eprintln!("error: {e:#}");
+                report::diagnostic(report::Level::Error, &format!("{e:#}"));
                 ExitCode::from(2)
             }
         },
