@@ -385,7 +385,7 @@ struct Sandbox {
     /// LANG for the steps: hosted runners have C.UTF-8; minimal containers often none.
     lang: Option<&'static str>,
     /// The job's own environment (`env:` at the job level), on top of the runner's.
-    job_env: Vec<(&'static str, &'static str)>,
+    job_env: Vec<(String, String)>,
 }
 
 /// Where the action's install step keeps a binary for `version`.
@@ -543,7 +543,7 @@ impl Sandbox {
             base_env.insert(k.into(), v);
         }
         for (k, v) in &self.job_env {
-            base_env.insert((*k).into(), (*v).into());
+            base_env.insert(k.clone(), v.clone());
         }
         if let Some(lang) = self.lang {
             base_env.insert("LANG".into(), lang.into());
@@ -1887,7 +1887,10 @@ const DIRTY_JOB_ENV: [(&str, &str); 6] = [
 #[test]
 fn an_unreleased_version_builds_the_actions_checkout_in_a_clean_environment() {
     let mut sb = Sandbox::new(false);
-    sb.job_env = DIRTY_JOB_ENV.to_vec();
+    sb.job_env = DIRTY_JOB_ENV
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     let env_log = probing_cargo(&sb);
     // The control: with the job's environment, the probe build fails.
     let control = Command::new(real_cargo())
@@ -2150,5 +2153,167 @@ fn release_workflow_action_and_binstall_agree_on_the_assets() {
     assert_eq!(
         meta("package.metadata.binstall", "bin-dir"),
         "{ name }-{ version }-{ target }/{ bin }{ binary-ext }"
+    );
+}
+
+// ------------------------------------------------------------------------------------------
+// Measurements (not a pass/fail test: run it by name when the machine is quiet, see README)
+
+fn stats(mut secs: Vec<f64>) -> String {
+    secs.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    format!(
+        "min {:.3} s, median {:.3} s, max {:.3} s ({} runs)",
+        secs[0],
+        secs[secs.len() / 2],
+        secs[secs.len() - 1],
+        secs.len()
+    )
+}
+
+/// `cargo test --release --test action -- --ignored --nocapture measure_the_action`:
+/// 1. the whole Action (both steps) with a cold tool cache, installing this build's binary from
+///    the loopback release server and staging the demo workspace;
+/// 2. staging 10,000 files through the Action (warm tool cache) against the tool alone with the
+///    same arguments. Page cache warm; each run into a fresh out-dir.
+#[test]
+#[ignore = "a measurement: run it by name on a quiet machine"]
+fn measure_the_action() {
+    let runs: usize = std::env::var("MEASURE_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    // examples/demo-workspace, built once with `cargo build --release` in the shared template.
+    let demo_target = template(Fixture::Demo)
+        .join("target")
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let server = ReleaseServer::start(release_dir());
+    let asset = assets_dir(release_dir()).join(asset_name());
+    println!(
+        "release asset: {} ({} bytes; binary {} bytes)",
+        asset_name(),
+        fs::metadata(&asset).unwrap().len(),
+        fs::metadata(BIN).unwrap().len()
+    );
+
+    let mut cold = Vec::new();
+    for _ in 0..runs {
+        let mut sb = Sandbox::new(false);
+        fs::remove_dir_all(&sb.workspace).unwrap();
+        copy_tree(&Fixture::Demo.source_dir(), &sb.workspace, &|rel| {
+            rel.ends_with("target")
+        })
+        .unwrap();
+        sb.job_env = vec![("CARGO_TARGET_DIR".into(), demo_target.clone())];
+        let t = std::time::Instant::now();
+        let r = sb.run(&[
+            ("out-dir", "dist"),
+            ("packages", "hello-fastcp, demo-ffi"),
+            ("patterns", "README.md\nassets/**"),
+            ("release-base-url", &server.url),
+        ]);
+        let secs = t.elapsed().as_secs_f64();
+        r.assert_ok();
+        assert_eq!(r.step_outputs["install"]["source"], "release");
+        assert!(!sb.cargo_log.exists());
+        cold.push(secs);
+    }
+    println!(
+        "cold tool cache, install from the release server + stage the demo workspace: {}",
+        stats(cold)
+    );
+
+    let sb = Sandbox::new(true);
+    let many = sb.workspace.join("many");
+    for d in 0..100 {
+        let dir = many.join(format!("d{d:02}"));
+        fs::create_dir_all(&dir).unwrap();
+        for f in 0..100 {
+            fs::write(
+                dir.join(format!("f{f:02}.txt")),
+                vec![b'x'; 1 + (d * 100 + f) % 4096],
+            )
+            .unwrap();
+        }
+    }
+    let inputs = [
+        ("out-dir", "dist"),
+        ("profile", ""),
+        ("patterns", "many/**"),
+    ];
+    let (mut action, mut alone, mut reported) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..runs {
+        for out in ["dist", "alone"] {
+            let _ = fs::remove_dir_all(sb.workspace.join(out));
+        }
+        let t = std::time::Instant::now();
+        let r = sb.run(&inputs);
+        action.push(t.elapsed().as_secs_f64());
+        r.assert_ok();
+        assert_eq!(r.output("files"), "10000");
+        let summary = manifest_lines(r.output("manifest")).pop().unwrap();
+        reported.push(summary["elapsed_ms"].as_f64().unwrap() / 1000.0);
+
+        let t = std::time::Instant::now();
+        let out = Command::new(BIN)
+            .args(["fastcp", "--out-dir", "alone", "--", "many/**"])
+            .current_dir(&sb.workspace)
+            .env_remove("CARGO_TARGET_DIR")
+            .output()
+            .unwrap();
+        alone.push(t.elapsed().as_secs_f64());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let median = |v: &Vec<f64>| {
+        let mut v = v.clone();
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        v[v.len() / 2]
+    };
+    println!(
+        "10,000 files through the Action (whole step, warm tool cache): {}",
+        stats(action.clone())
+    );
+    println!(
+        "10,000 files, the tool alone (whole process): {}",
+        stats(alone.clone())
+    );
+    println!(
+        "10,000 files, the copy as the tool reports it (elapsed_ms): {}",
+        stats(reported)
+    );
+    println!(
+        "ratio Action / tool alone (medians): {:.2}",
+        median(&action) / median(&alone)
+    );
+}
+
+#[test]
+fn a_hostile_release_base_url_is_only_data() {
+    let sb = Sandbox::new(false);
+    let r = sb.run(&[
+        ("out-dir", "dist"),
+        ("version", VERSION),
+        (
+            "release-base-url",
+            "http://127.0.0.1:9/$(touch pwned)\n::error::injected\n`touch pwned`",
+        ),
+    ]);
+    // The download fails, then the fake cargo's install: one error, the action's own.
+    assert_eq!(r.failed, Some(2), "{}", r.log());
+    sb.assert_nothing_ran(&r);
+    let errors = r.errors();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].props["title"], "cargo-fastcp: install failed");
+    assert!(
+        r.steps[0].stdout.contains(
+            "downloading http://127.0.0.1:9/$(touch pwned)\\n::error::injected\\n`touch pwned`/v"
+        ),
+        "{}",
+        r.log()
     );
 }
