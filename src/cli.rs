@@ -240,6 +240,22 @@ struct Cli {
         hide = true
     )]
     color: Option<ColorArg>,
+
+    /// Run `cargo build` with this selection first; stage what it reports as it builds
+    #[arg(long, conflicts_with = "from", help_heading = "Compilation Options")]
+    build: bool,
+
+    /// With --build: require Cargo.lock is up to date (as cargo's --locked)
+    #[arg(long, help_heading = "Manifest Options")]
+    locked: bool,
+
+    /// With --build: require Cargo.lock and cache are up to date (as cargo's --frozen)
+    #[arg(long, help_heading = "Manifest Options")]
+    frozen: bool,
+
+    /// With --build: run without accessing the network (as cargo's --offline)
+    #[arg(long, help_heading = "Manifest Options")]
+    offline: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -429,6 +445,11 @@ fn into_config(cli: Cli) -> Result<Config, clap::Error> {
         Some(ColorArg::Never) => Color::Never,
         Some(ColorArg::Auto) | None => Color::Auto,
     };
+    cfg.build = cli.build;
+    cfg.locked = cli.locked;
+    cfg.frozen = cli.frozen;
+    cfg.offline = cli.offline;
+    cfg.jobs_given = cli.jobs.and_then(|j| NonZeroUsize::new(j.into()));
     Ok(cfg)
 }
 

@@ -145,6 +145,14 @@ pub struct Config {
     pub no_default_features: bool,
     /// An artifact older than a source it was built from is an error, not a warning.
     pub require_fresh: bool,
+    /// `--build`: run `cargo build` with this selection and stage what it reports.
+    pub build: bool,
+    /// `--locked`, `--frozen`, `--offline`: handed to cargo as given.
+    pub locked: bool,
+    pub frozen: bool,
+    pub offline: bool,
+    /// `-j` as given (with `--build`, cargo's jobs too; unset, cargo's own default applies).
+    pub jobs_given: Option<NonZeroUsize>,
 }
 
 /// Where a GitHub Actions step's report goes; read from the runner's environment by `cli`.
@@ -196,6 +204,11 @@ impl Config {
             no_default_features: false,
             require_fresh: false,
             color: Color::Auto,
+            build: false,
+            locked: false,
+            frozen: false,
+            offline: false,
+            jobs_given: None,
         }
     }
 

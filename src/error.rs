@@ -61,6 +61,8 @@ pub enum PlanError {
     ArtifactCollision { dst: PathBuf, a: String, b: String },
     #[error("{}", stale_message(.0))]
     Stale(Vec<StaleArtifact>),
+    #[error("--build: {0}")]
+    Build(String),
 }
 
 /// An artifact older than a source cargo built it from.

@@ -3,7 +3,8 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use cargo_fastcp::plan::Remark;
+use cargo_fastcp::cargo::build::{CargoBuild, HeldEvents};
+use cargo_fastcp::plan::{Remark, Selection};
 use cargo_fastcp::{cli, engine, report, select, signal, Config};
 
 fn main() -> ExitCode {
@@ -32,16 +33,14 @@ fn main() -> ExitCode {
 /// Selects what to copy (a complete plan, or one a walk still feeds while the engine copies),
 /// chooses the engine once, and runs the plan through it into one reporter.
 fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
+    if cfg.build {
+        return run_build(cfg);
+    }
     let selection = select::selection(cfg)?;
     let chosen = engine::choose(cfg)?;
     let engine = chosen.backend.name();
     let reporter = report::github::for_run(cfg, selection.plan())?;
-    for remark in &selection.plan().remarks {
-        match remark {
-            Remark::Warning(text) => reporter.warn(text),
-            Remark::Note(text) => reporter.note(text),
-        }
-    }
+    say(reporter.as_ref(), &selection.plan().remarks);
     let streaming = match selection.feed() {
         Some(feed) => format!("; copying while {} runs", feed.what()),
         None => String::new(),
@@ -60,6 +59,74 @@ fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
     )?;
     reporter.finish(&summary);
     Ok(exit_code(&summary))
+}
+
+/// `--build`: cargo builds while the engine copies each selected artifact it reports into a
+/// hidden staging directory; only a successful build moves them into the out-dir (see
+/// `cargo::build`), and only then are they reported, under their final names.
+fn run_build(cfg: &Config) -> anyhow::Result<ExitCode> {
+    let build = CargoBuild::new(cfg)?;
+    let chosen = engine::choose(cfg)?;
+    let engine = chosen.backend.name();
+    if cfg.dry_run {
+        let plan = build
+            .selection()
+            .expected_plan(cfg.out_dir.clone().unwrap_or_default())?;
+        let reporter = report::github::for_run(cfg, &plan)?;
+        say(reporter.as_ref(), &build.selection().remarks);
+        reporter.info(&format!("would run: {}", build.command_line()));
+        reporter.planned(engine);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let selection = Selection::fed(build.staging().to_path_buf(), &build);
+    let held = HeldEvents::default();
+    let summary = engine::run(
+        &selection,
+        chosen.backend.as_ref(),
+        cfg.fsync,
+        &held,
+        signal::flag(),
+    );
+    let mut summary = match summary {
+        Ok(s) if !s.interrupted && build.status().is_some_and(|s| s.success()) => s,
+        other => {
+            build.discard();
+            let status = build.status();
+            if let Some(s) = status.filter(|s| !s.success()) {
+                eprintln!(
+                    "error: `{}` failed ({s}); nothing was copied",
+                    build.command_line()
+                );
+                return Ok(ExitCode::from(s.code().map_or(101, |c| c as u8)));
+            }
+            let summary = other?;
+            eprintln!("error: interrupted; nothing was copied");
+            return Ok(exit_code(&summary));
+        }
+    };
+    let done = held.done(selection.plan().jobs.len());
+    let (plan, failed) = build.place(selection.plan(), &done);
+    summary.errors += failed.len();
+    summary.files -= failed.len().min(summary.files);
+    let reporter = report::github::for_run(cfg, &plan)?;
+    say(reporter.as_ref(), &build.selection().remarks);
+    reporter.note(&format!(
+        "engine: {engine} ({}); copying while cargo builds",
+        chosen.reason
+    ));
+    held.replay(reporter.as_sink(), failed);
+    reporter.finish(&summary);
+    Ok(exit_code(&summary))
+}
+
+/// Selection's warnings and notes, through the reporter.
+fn say(reporter: &dyn report::Reporter, remarks: &[Remark]) {
+    for remark in remarks {
+        match remark {
+            Remark::Warning(text) => reporter.warn(text),
+            Remark::Note(text) => reporter.note(text),
+        }
+    }
 }
 
 fn exit_code(summary: &engine::Summary) -> ExitCode {

@@ -25,6 +25,10 @@ pub trait Reporter: EventSink {
     fn note(&self, text: &str);
     /// A warning on stderr, `warning: <text>` (not with `-q`).
     fn warn(&self, text: &str);
+    /// A line of the run's own on stderr (`--build --dry-run`: the command it would run).
+    fn info(&self, text: &str) {
+        eprintln!("{text}");
+    }
     fn as_sink(&self) -> &dyn EventSink;
 }
 

@@ -423,6 +423,143 @@ fn artifact_jobs(
     Ok(jobs)
 }
 
+/// What `--build` stages: every file the selection expects cargo to report, by its path in the
+/// target dir, with where it goes. Made from `cargo metadata` before the build starts, so a
+/// selection error (an unknown target, features left out, two targets on one name) stops the
+/// run before cargo does any work.
+pub struct BuildSelection {
+    expected: HashMap<PathBuf, Staging>,
+    /// The expected files in selection order (for `--dry-run`).
+    order: Vec<PathBuf>,
+    /// Notes of selection (targets left out for their features).
+    pub remarks: Vec<Remark>,
+}
+
+/// Where one expected artifact goes.
+struct Staging {
+    dst: PathBuf,
+    kind: Kind,
+    package: String,
+    target: String,
+}
+
+impl BuildSelection {
+    /// The jobs that stage the files of one `compiler-artifact` message: those of its
+    /// `filenames` the selection expects from that target; the rest (build scripts,
+    /// dependencies, rlibs and proc-macros nobody asked for, `.rmeta`) are not staged.
+    pub fn jobs(&self, target: &str, filenames: &[PathBuf]) -> Result<Vec<Job>, PlanError> {
+        let mut jobs = Vec::new();
+        for file in filenames {
+            let Some(st) = self.expected.get(file).filter(|st| st.target == target) else {
+                continue;
+            };
+            let md = std::fs::metadata(file).map_err(|e| PlanError::io(file, e))?;
+            if md.is_dir() {
+                // A .dSYM bundle: its whole tree.
+                let (Some(base), Some(name)) = (file.parent(), file.file_name()) else {
+                    continue;
+                };
+                let walk = PatternWalk {
+                    base,
+                    out_dir: st.dst.parent().unwrap_or(Path::new("")),
+                    excludes: &[],
+                    follow: false,
+                    prune: Vec::new(),
+                };
+                jobs.extend(walk.collect(&[name.to_string_lossy().into_owned()])?);
+                continue;
+            }
+            jobs.push(Job::from_metadata(
+                file.clone(),
+                st.dst.clone(),
+                st.kind,
+                Some(st.package.clone()),
+                &md,
+                Op::Copy,
+            ));
+        }
+        Ok(jobs)
+    }
+
+    /// A plan of every expected file, as far as the target dir has it now (`--dry-run`: what a
+    /// build would stage; a file not built yet shows with size 0).
+    pub fn expected_plan(&self, out_dir: PathBuf) -> Result<Plan, PlanError> {
+        let jobs = self
+            .order
+            .iter()
+            .map(|src| {
+                let st = &self.expected[src];
+                let size = std::fs::metadata(src).map_or(0, |m| m.len());
+                Job {
+                    src: src.clone(),
+                    dst: st.dst.clone(),
+                    kind: st.kind,
+                    package: Some(st.package.clone()),
+                    size,
+                    mode: 0o755,
+                    mtime: None,
+                    op: Op::Copy,
+                    src_id: None,
+                    multi_link: false,
+                }
+            })
+            .collect();
+        Plan::build(out_dir, jobs)
+    }
+}
+
+/// The selection of a `--build` run whose artifacts go to `out` (`--dry-run`: the out-dir; else
+/// the hidden staging directory beside it). The same steps as [`artifact_jobs`], but nothing
+/// needs to exist yet.
+pub fn build_selection(cfg: &Config, out: &Path) -> Result<BuildSelection, PlanError> {
+    let meta = metadata(cfg)?;
+    let target_dir = cfg
+        .target_dir
+        .clone()
+        .unwrap_or_else(|| meta.target_directory.clone().into_std_path_buf());
+    // Cargo reports absolute paths.
+    let target_dir = std::path::absolute(&target_dir).map_err(|e| PlanError::io(&target_dir, e))?;
+    let packages = selected_packages(cfg, &meta)?;
+    check_named_targets(&cfg.targets, &packages)?;
+    let kinds = wanted_kinds(&cfg.targets);
+    let mut remarks = Vec::new();
+    let targets = selected_targets(cfg, &packages, &mut remarks)?;
+    let mut destinations = Destinations::default();
+    let mut expected = HashMap::new();
+    let mut order = Vec::new();
+    for layout in &layouts(cfg, &target_dir, out)? {
+        for sel in &targets {
+            for exp in expected_files(layout, sel, &kinds, cfg.debug_files) {
+                let dst = exp.out.join(&exp.file);
+                destinations.claim(dst.clone(), sel)?;
+                let src = exp.dir.join(&exp.file);
+                order.push(src.clone());
+                expected.insert(
+                    src,
+                    Staging {
+                        dst,
+                        kind: exp.kind,
+                        package: sel.pkg.name.to_string(),
+                        target: sel.target.name.clone(),
+                    },
+                );
+            }
+        }
+    }
+    if expected.is_empty() {
+        let kinds: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+        return Err(PlanError::NothingSelected {
+            packages: names(packages.iter().map(|p| p.name.as_str())),
+            kinds: kinds.join(", "),
+        });
+    }
+    Ok(BuildSelection {
+        expected,
+        order,
+        remarks,
+    })
+}
+
 /// Which selected target each destination came from: two that land on one name (a bin `tool`
 /// in two members, whose files even share one path in the target dir) are an error naming both.
 #[derive(Default)]

@@ -155,7 +155,9 @@ impl<'a> Publisher<'a> {
         self.cancel.load(Ordering::Relaxed)
     }
 
-    fn flush(&mut self) {
+    /// Publishes what is buffered now: a feed whose items come slowly (a build's artifacts)
+    /// hands each to the engine as it arrives.
+    pub fn flush(&mut self) {
         self.jobs.publish(std::mem::take(&mut self.buf));
     }
 }
