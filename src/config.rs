@@ -225,6 +225,7 @@ impl Config {
             return false;
         }
         self.patterns.is_empty()
+            || self.build
             || self.targets.names_targets()
             || !self.targets.crate_types.is_empty()
             || !self.packages.is_empty()

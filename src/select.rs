@@ -37,34 +37,54 @@ pub fn select(cfg: &Config) -> Result<Plan, PlanError> {
     }
     if !cfg.patterns.is_empty() {
         let base = base.unwrap_or_else(|| PathBuf::from("."));
-        let mut prune = vec![out_dir.clone()];
-        if let Some(t) = &target_dir {
-            // Walking the target dir for `**` patterns is slow and never wanted, unless a
-            // pattern names it.
-            let named = t
-                .strip_prefix(&base)
-                .ok()
-                .and_then(|rel| rel.to_str())
-                .is_some_and(|rel| {
-                    !rel.is_empty() && cfg.patterns.iter().any(|p| p.starts_with(rel))
-                });
-            if !named {
-                prune.push(t.clone());
-            }
-        }
-        let walk = PatternWalk {
-            base: &base,
-            out_dir: &out_dir,
-            excludes: &cfg.exclude_globs,
-            follow: cfg.dereference,
-            prune,
-        };
-        jobs.extend(walk.collect(&cfg.patterns)?);
+        jobs.extend(pattern_jobs(
+            cfg,
+            &base,
+            target_dir.as_deref(),
+            &out_dir,
+            &[],
+        )?);
     }
     let mut plan = Plan::build(out_dir, jobs)?;
     check_same_files(&plan)?;
     plan.remarks = remarks;
     Ok(plan)
+}
+
+/// The files PATTERNs match under `base`, bound for `out_dir`. The walk never enters the
+/// out-dir, `also_prune`, or the target dir (unless a pattern names it).
+fn pattern_jobs(
+    cfg: &Config,
+    base: &Path,
+    target_dir: Option<&Path>,
+    out_dir: &Path,
+    also_prune: &[PathBuf],
+) -> Result<Vec<Job>, PlanError> {
+    let mut prune = vec![
+        cfg.out_dir.clone().unwrap_or_default(),
+        out_dir.to_path_buf(),
+    ];
+    prune.extend_from_slice(also_prune);
+    if let Some(t) = target_dir {
+        // Walking the target dir for `**` patterns is slow and never wanted, unless a
+        // pattern names it.
+        let named = t
+            .strip_prefix(base)
+            .ok()
+            .and_then(|rel| rel.to_str())
+            .is_some_and(|rel| !rel.is_empty() && cfg.patterns.iter().any(|p| p.starts_with(rel)));
+        if !named {
+            prune.push(t.to_path_buf());
+        }
+    }
+    let walk = PatternWalk {
+        base,
+        out_dir,
+        excludes: &cfg.exclude_globs,
+        follow: cfg.dereference,
+        prune,
+    };
+    walk.collect(&cfg.patterns)
 }
 
 /// What to copy: a complete plan, or, where the run can copy while it walks (see
@@ -429,6 +449,8 @@ fn artifact_jobs(
 /// run before cargo does any work.
 pub struct BuildSelection {
     expected: HashMap<PathBuf, Staging>,
+    /// Files PATTERNs match, walked before the build: the feed publishes them first.
+    pub files: Vec<Job>,
     /// The expected files in selection order (for `--dry-run`).
     order: Vec<PathBuf>,
     /// Notes of selection (targets left out for their features).
@@ -482,29 +504,28 @@ impl BuildSelection {
     }
 
     /// A plan of every expected file, as far as the target dir has it now (`--dry-run`: what a
-    /// build would stage; a file not built yet shows with size 0).
+    /// build would stage; a file not built yet shows with size 0), and the PATTERN files.
     pub fn expected_plan(&self, out_dir: PathBuf) -> Result<Plan, PlanError> {
-        let jobs = self
-            .order
-            .iter()
-            .map(|src| {
-                let st = &self.expected[src];
-                let size = std::fs::metadata(src).map_or(0, |m| m.len());
-                Job {
-                    src: src.clone(),
-                    dst: st.dst.clone(),
-                    kind: st.kind,
-                    package: Some(st.package.clone()),
-                    size,
-                    mode: 0o755,
-                    mtime: None,
-                    op: Op::Copy,
-                    src_id: None,
-                    multi_link: false,
-                }
-            })
-            .collect();
-        Plan::build(out_dir, jobs)
+        let artifacts = self.order.iter().map(|src| {
+            let st = &self.expected[src];
+            let size = std::fs::metadata(src).map_or(0, |m| m.len());
+            Job {
+                src: src.clone(),
+                dst: st.dst.clone(),
+                kind: st.kind,
+                package: Some(st.package.clone()),
+                size,
+                mode: 0o755,
+                mtime: None,
+                op: Op::Copy,
+                src_id: None,
+                multi_link: false,
+            }
+        });
+        Plan::build(
+            out_dir,
+            artifacts.chain(self.files.iter().cloned()).collect(),
+        )
     }
 }
 
@@ -553,11 +574,21 @@ pub fn build_selection(cfg: &Config, out: &Path) -> Result<BuildSelection, PlanE
             kinds: kinds.join(", "),
         });
     }
-    Ok(BuildSelection {
+    let files = if cfg.patterns.is_empty() {
+        Vec::new()
+    } else {
+        let base = meta.workspace_root.clone().into_std_path_buf();
+        pattern_jobs(cfg, &base, Some(&target_dir), out, &[])?
+    };
+    let selection = BuildSelection {
         expected,
+        files,
         order,
         remarks,
-    })
+    };
+    // The same conflict checks as a complete plan's, over what the build will stage.
+    selection.expected_plan(out.to_path_buf())?;
+    Ok(selection)
 }
 
 /// Which selected target each destination came from: two that land on one name (a bin `tool`

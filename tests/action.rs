@@ -773,6 +773,7 @@ fn action_yml_has_the_documented_interface() {
             "exclude-globs",
             "engine",
             "dry-run",
+            "build",
             "args",
             "version",
             "release-base-url"
@@ -1234,6 +1235,17 @@ fn defaults_and_explicit_profile_arguments() {
     assert!(r.errors()[0]
         .message
         .contains("dry-run must be true or false"));
+    // `build` (default off) passes --build.
+    sb.run(&[("out-dir", "d"), ("build", "true")]).assert_ok();
+    assert_eq!(
+        read_argv(&argv_file)[6..],
+        ["--profile", "release", "--build"]
+    );
+    let r = sb.run(&[("out-dir", "d"), ("build", "maybe")]);
+    assert_eq!(r.failed, Some(2));
+    assert!(r.errors()[0]
+        .message
+        .contains("build must be true or false"));
     let r = sb.run(&[("out-dir", "  ")]);
     assert_eq!(r.failed, Some(2));
     assert!(r.errors()[0].message.contains("out-dir input is required"));

@@ -163,3 +163,35 @@ fn a_failed_build_exits_as_cargo_did_and_leaves_the_out_dir_as_it_was() {
         "no staging dir is left"
     );
 }
+
+#[test]
+fn the_readme_quick_start_builds_and_stages_the_demo_workspace() {
+    // The README's first command, on a copy of the demo workspace: artifacts and PATTERN files.
+    let env = common::TestEnv::fixture(common::Fixture::Demo);
+    let out = env.out("dist");
+    env.run(&[
+        "--build",
+        "--release",
+        "--offline",
+        "-o",
+        &s(&out),
+        "README.md",
+        "assets/**",
+    ])
+    .success();
+    assert_tree(
+        &out,
+        &[
+            "README.md",
+            "assets/logo.txt",
+            "hello-fastcp",
+            "libdemo_ffi.so",
+        ],
+    );
+    common::assert_copies(env.root(), &out, &["README.md", "assets/logo.txt"]);
+    common::assert_copies(
+        &env.target().join("release"),
+        &out,
+        &["hello-fastcp", "libdemo_ffi.so"],
+    );
+}

@@ -219,6 +219,10 @@ impl Feed for &CargoBuild {
         let Some(stdout) = child.stdout.take() else {
             return Err(PlanError::Build("cargo's output is not piped".into()));
         };
+        for job in &self.selection.files {
+            to.push(job.clone());
+        }
+        to.flush();
         let mut failure = None;
         for message in Message::parse_stream(BufReader::new(stdout)) {
             if to.stopped() {
