@@ -18,7 +18,7 @@ mod kernel;
 mod probe;
 mod ring;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use probe::probe;
 /// A worker's runtime (io_uring driver, page-aligned buffer ring), also for the bench's

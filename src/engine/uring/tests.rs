@@ -39,19 +39,40 @@ impl EventSink for Sink {
     }
 }
 
-/// Tests need a kernel that allows io_uring. Where the probe fails they are skipped with a note,
-/// unless CARGO_FASTCP_REQUIRE_URING is set (then they fail).
-fn uring_or_skip() -> bool {
+/// Whether io_uring tests must run (`CARGO_FASTCP_REQUIRE_URING` set, and not to `0`; `.ci/run`
+/// sets it). Read by tests only: the engine itself reads no environment.
+pub(crate) fn uring_required() -> bool {
+    std::env::var_os("CARGO_FASTCP_REQUIRE_URING").is_some_and(|v| !v.is_empty() && v != "0")
+}
+
+/// Tests need a kernel that allows io_uring. Where the probe fails they print SKIP, unless
+/// [`uring_required`] (then they fail).
+pub(crate) fn uring_or_skip() -> bool {
     match probe() {
         Ok(()) => true,
-        Err(why) if std::env::var_os("CARGO_FASTCP_REQUIRE_URING").is_some() => {
-            panic!("io_uring required but unavailable: {why}")
+        Err(why) if uring_required() => {
+            panic!("io_uring required (CARGO_FASTCP_REQUIRE_URING) but unavailable: {why}")
         }
         Err(why) => {
-            eprintln!("skipping: io_uring unavailable here ({why})");
+            eprintln!("SKIP: io_uring unavailable here ({why})");
             false
         }
     }
+}
+
+/// `method_cases!(name: case_a => Method, …)`: one `#[test]` per copy method calling
+/// `fn name(method)`, named `name::case_a`, so a failure names the method.
+macro_rules! method_cases {
+    ($name:ident: $($case:ident => $method:ident),+ $(,)?) => {
+        mod $name {
+            $(
+                #[test]
+                fn $case() {
+                    super::$name(super::CopyMethod::$method);
+                }
+            )+
+        }
+    };
 }
 
 fn tuning(method: CopyMethod, buffers: usize, buffer_len: usize, lanes: usize) -> Tuning {
@@ -199,25 +220,12 @@ fn copy_sizes(t: Tuning, sizes: &[usize]) {
     assert_faithful(&plan);
 }
 
-#[test]
-fn buffer_ring_copies_every_size() {
-    copy_all_sizes(CopyMethod::BufferRing);
-}
-
-#[test]
-fn copy_file_range_copies_every_size() {
-    copy_all_sizes(CopyMethod::CopyFileRange);
-}
-
-#[test]
-fn auto_copies_every_size() {
-    copy_all_sizes(CopyMethod::Auto);
-}
-
-#[test]
-fn splice_copies_every_size() {
-    copy_all_sizes(CopyMethod::Splice);
-}
+method_cases!(copy_all_sizes:
+    case_buffer_ring => BufferRing,
+    case_copy_file_range => CopyFileRange,
+    case_auto => Auto,
+    case_splice => Splice,
+);
 
 /// The splice route moves at most one pipe's worth per step: sizes around that, with pipes
 /// reused from file to file (one lane per worker, so each worker's files take its one pipe in
@@ -231,33 +239,31 @@ fn splice_copies_around_the_pipe_size() {
 
 /// Far more files in flight (2 workers x 64 lanes) than buffers (4 per ring): reads must wait
 /// for permits, never fail with an empty ring.
-#[test]
-fn many_small_files_through_a_tiny_pool() {
+fn many_small_files_through_a_tiny_pool(method: CopyMethod) {
     if !uring_or_skip() {
         return;
     }
     let tmp = tempfile::tempdir().expect("tmp");
     let sizes: Vec<usize> = (0..3000).map(|n| (n * 37) % 20000).collect();
     let sources = make_sources(&tmp.path().join("src"), &sizes);
-    for method in [
-        CopyMethod::BufferRing,
-        CopyMethod::Auto,
-        CopyMethod::CopyFileRange,
-        CopyMethod::Splice,
-    ] {
-        let out = tmp.path().join(format!("out-{method:?}"));
-        let plan = plan_for(&sources, &out);
-        let (summary, sink) = run(&plan, tuning(method, 4, 4096, 64));
-        let failed = sink.failed.lock().expect("lock");
-        assert!(
-            failed.is_empty(),
-            "{method:?}: {:?}",
-            &failed[..failed.len().min(3)]
-        );
-        assert_eq!(summary.files, sizes.len());
-        assert_faithful(&plan);
-    }
+    let out = tmp.path().join(format!("out-{method:?}"));
+    let plan = plan_for(&sources, &out);
+    let (summary, sink) = run(&plan, tuning(method, 4, 4096, 64));
+    let failed = sink.failed.lock().expect("lock");
+    assert!(
+        failed.is_empty(),
+        "{method:?}: {:?}",
+        &failed[..failed.len().min(3)]
+    );
+    assert_eq!(summary.files, sizes.len());
+    assert_faithful(&plan);
 }
+method_cases!(many_small_files_through_a_tiny_pool:
+    case_buffer_ring => BufferRing,
+    case_auto => Auto,
+    case_copy_file_range => CopyFileRange,
+    case_splice => Splice,
+);
 
 /// The defaults `IoUring::new` derives from a Config, on a mixed tree.
 #[test]
@@ -281,70 +287,67 @@ fn defaults_from_config() {
 
 /// A source that grew or shrank since it was planned is `Changed`, under every route, and
 /// leaves neither a temporary file nor a file under the final name; the others are copied.
-#[test]
-fn size_change_is_reported_and_leaves_no_temp() {
+fn size_change_is_reported_and_leaves_no_temp(method: CopyMethod) {
     if !uring_or_skip() {
         return;
     }
-    for method in [
-        CopyMethod::BufferRing,
-        CopyMethod::CopyFileRange,
-        CopyMethod::Auto,
-        CopyMethod::Splice,
-    ] {
-        let tmp = tempfile::tempdir().expect("tmp");
-        let len = 16 << 10;
-        // grow a small one, shrink a large one, grow one of exactly one buffer, shrink to 0
-        let sizes = [100, 600 << 10, len, 5000, 3000];
-        let sources = make_sources(&tmp.path().join("src"), &sizes);
-        let plan = plan_for(&sources, &tmp.path().join("out"));
-        let changed = [
-            (0usize, 150u64),
-            (1, (300 << 10) + 5),
-            (2, len as u64 + 1),
-            (3, 0),
-        ];
-        for &(n, new_len) in &changed {
-            let f = fs::OpenOptions::new()
-                .write(true)
-                .open(&sources[n])
-                .expect("open");
-            f.set_len(new_len).expect("resize");
-        }
-        let (summary, sink) = run(&plan, tuning(method, 8, len, 4));
-        let failed = sink.failed.lock().expect("lock");
-        assert_eq!(failed.len(), changed.len(), "{method:?}: {failed:?}");
-        for (index, err) in failed.iter() {
-            let (_, new_len) = changed
-                .iter()
-                .find(|(n, _)| n == index)
-                .expect("an unchanged file failed");
-            match err {
-                CopyError::Changed {
-                    expected, actual, ..
-                } => {
-                    assert_eq!(*expected, sizes[*index] as u64);
-                    // A grown file is read at least past its planned size, a shrunk one to
-                    // its new end.
-                    if *new_len > *expected {
-                        assert!(actual > expected, "{method:?}: {err}");
-                    } else {
-                        assert_eq!(actual, new_len, "{method:?}: {err}");
-                    }
-                }
-                other => panic!("{method:?}: expected Changed, got {other}"),
-            }
-            assert!(!plan.jobs[*index].dst.exists(), "{method:?}: placed anyway");
-        }
-        assert_eq!(summary.files, 1);
-        assert_eq!(fs::read(&plan.jobs[4].dst).expect("dst"), content(5, 3000));
-        assert!(temps_in(&plan.out_dir).is_empty(), "{method:?}: temp left");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let len = 16 << 10;
+    // grow a small one, shrink a large one, grow one of exactly one buffer, shrink to 0
+    let sizes = [100, 600 << 10, len, 5000, 3000];
+    let sources = make_sources(&tmp.path().join("src"), &sizes);
+    let plan = plan_for(&sources, &tmp.path().join("out"));
+    let changed = [
+        (0usize, 150u64),
+        (1, (300 << 10) + 5),
+        (2, len as u64 + 1),
+        (3, 0),
+    ];
+    for &(n, new_len) in &changed {
+        let f = fs::OpenOptions::new()
+            .write(true)
+            .open(&sources[n])
+            .expect("open");
+        f.set_len(new_len).expect("resize");
     }
+    let (summary, sink) = run(&plan, tuning(method, 8, len, 4));
+    let failed = sink.failed.lock().expect("lock");
+    assert_eq!(failed.len(), changed.len(), "{method:?}: {failed:?}");
+    for (index, err) in failed.iter() {
+        let (_, new_len) = changed
+            .iter()
+            .find(|(n, _)| n == index)
+            .expect("an unchanged file failed");
+        match err {
+            CopyError::Changed {
+                expected, actual, ..
+            } => {
+                assert_eq!(*expected, sizes[*index] as u64);
+                // A grown file is read at least past its planned size, a shrunk one to
+                // its new end.
+                if *new_len > *expected {
+                    assert!(actual > expected, "{method:?}: {err}");
+                } else {
+                    assert_eq!(actual, new_len, "{method:?}: {err}");
+                }
+            }
+            other => panic!("{method:?}: expected Changed, got {other}"),
+        }
+        assert!(!plan.jobs[*index].dst.exists(), "{method:?}: placed anyway");
+    }
+    assert_eq!(summary.files, 1);
+    assert_eq!(fs::read(&plan.jobs[4].dst).expect("dst"), content(5, 3000));
+    assert!(temps_in(&plan.out_dir).is_empty(), "{method:?}: temp left");
 }
+method_cases!(size_change_is_reported_and_leaves_no_temp:
+    case_buffer_ring => BufferRing,
+    case_copy_file_range => CopyFileRange,
+    case_auto => Auto,
+    case_splice => Splice,
+);
 
 /// A source that vanished and one that is a directory fail alone; the rest is copied.
-#[test]
-fn errors_do_not_stop_the_others() {
+fn errors_do_not_stop_the_others(method: CopyMethod) {
     if !uring_or_skip() {
         return;
     }
@@ -356,31 +359,30 @@ fn errors_do_not_stop_the_others() {
     fs::remove_file(&sources[2]).expect("rm");
     fs::create_dir(&sources[2]).expect("mkdir");
     plan.jobs[2].size = 300 << 10;
-    for method in [
-        CopyMethod::BufferRing,
-        CopyMethod::CopyFileRange,
-        CopyMethod::Splice,
-    ] {
-        let (summary, sink) = run(&plan, tuning(method, 8, 4096, 4));
-        let mut failed: Vec<usize> = sink
-            .failed
-            .lock()
-            .expect("lock")
-            .iter()
-            .map(|(i, _)| *i)
-            .collect();
-        failed.sort_unstable();
-        assert_eq!(failed, vec![0, 2], "{method:?}");
-        assert_eq!(summary.files, 2);
-        assert!(temps_in(&plan.out_dir).is_empty());
-        for &i in &[1, 3] {
-            assert_eq!(
-                fs::read(&plan.jobs[i].dst).expect("dst"),
-                fs::read(&plan.jobs[i].src).expect("src")
-            );
-        }
+    let (summary, sink) = run(&plan, tuning(method, 8, 4096, 4));
+    let mut failed: Vec<usize> = sink
+        .failed
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|(i, _)| *i)
+        .collect();
+    failed.sort_unstable();
+    assert_eq!(failed, vec![0, 2], "{method:?}");
+    assert_eq!(summary.files, 2);
+    assert!(temps_in(&plan.out_dir).is_empty());
+    for &i in &[1, 3] {
+        assert_eq!(
+            fs::read(&plan.jobs[i].dst).expect("dst"),
+            fs::read(&plan.jobs[i].src).expect("src")
+        );
     }
 }
+method_cases!(errors_do_not_stop_the_others:
+    case_buffer_ring => BufferRing,
+    case_copy_file_range => CopyFileRange,
+    case_splice => Splice,
+);
 
 /// A run cancelled before it starts copies nothing and leaves nothing behind.
 #[test]
@@ -427,13 +429,20 @@ fn sizes_parse_with_suffixes() {
 
 #[test]
 fn probe_reports_io_uring_here() {
-    // On this kernel io_uring is allowed; where it is not the reason must say which step.
+    // Where io_uring is required (CI, where it works) the probe must find it usable; elsewhere,
+    // where it is not, the reason must say which step.
     match probe() {
         Ok(()) => {}
-        Err(why) => assert!(
-            why.contains("io_uring") || why.contains("compio"),
-            "unhelpful reason: {why}"
-        ),
+        Err(why) => {
+            assert!(
+                !uring_required(),
+                "CARGO_FASTCP_REQUIRE_URING is set, but the probe finds io_uring unusable: {why}"
+            );
+            assert!(
+                why.contains("io_uring") || why.contains("compio"),
+                "unhelpful reason: {why}"
+            );
+        }
     }
     let _ = SystemTime::now();
 }
