@@ -1093,4 +1093,15 @@ mod tests {
         let names: Vec<String> = picked(&sel).into_iter().map(|(n, _)| n).collect();
         assert_eq!(names, ["app", "app-admin"]);
     }
+
+    #[test]
+    fn hints_quote_for_the_shell_and_count_lock_namesakes() {
+        assert_eq!(shell_word("build.jobs=2"), "build.jobs=2");
+        assert_eq!(shell_word("build.target=\"x\""), "'build.target=\"x\"'");
+        assert_eq!(shell_word("it's"), "'it'\\''s'");
+        let lock = "version = 4\n[[package]]\nname = \"app\"\nversion = \"0.1.0\"\n\n[[package]]\nname = \"app\"\nversion = \"0.2.0\"\n\n[[package]]\nname = \"b\"\nversion = \"1.0.0\"\n";
+        assert_eq!(lock_namesakes(lock, "app"), 2);
+        assert_eq!(lock_namesakes(lock, "b"), 1);
+        assert_eq!(lock_namesakes("not toml [", "b"), 0);
+    }
 }

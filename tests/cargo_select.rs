@@ -319,3 +319,51 @@ impl NoWarnings for Run {
         self
     }
 }
+
+#[test]
+fn the_build_it_with_hint_is_a_command_that_works() {
+    let (tmp, ws) = private();
+    let host = host_triple();
+    let out = out_of(&tmp, "dist");
+    // Unbuilt: the hint must carry the profile (from config), the target, the target dir, the
+    // features the bin requires, and `app@0.1.0`, since the lock file also holds a vendored
+    // package named `app`.
+    let args = [
+        "--profile",
+        "ship",
+        "--target",
+        host,
+        "--target-dir",
+        "elsewhere",
+        "--bin",
+        "extra",
+        "--features",
+        "extra",
+        "-o",
+        &s(&out),
+    ];
+    let run = fastcp(&ws, &[], &args);
+    run.code(2).stderr_has("-p app@0.1.0 --bin extra");
+    let hint = run
+        .stderr
+        .split("(build it with `")
+        .nth(1)
+        .and_then(|rest| rest.split('`').next())
+        .unwrap_or_else(|| panic!("no hint in:\n{}", run.stderr));
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("{hint} --offline --quiet"))
+        .current_dir(&ws)
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_BUILD_TARGET")
+        .status()
+        .unwrap();
+    assert!(status.success(), "the hint failed: {hint}");
+    fastcp(&ws, &[], &args).success();
+    assert_tree(&out, &["extra"]);
+    assert_copies(
+        &ws.join("elsewhere").join(host).join("ship"),
+        &out,
+        &["extra"],
+    );
+}
