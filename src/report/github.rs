@@ -50,6 +50,7 @@ pub fn for_run<'p>(
         step,
         cfg,
         manifest,
+        out_dir: absolute(&plan.out_dir),
         state: Mutex::new(State::default()),
     }))
 }
@@ -62,6 +63,8 @@ struct Github<'p> {
     /// `--manifest`: the JSON-lines reporter writing the file; complete before the outputs
     /// name it.
     manifest: Option<Box<dyn Reporter + 'p>>,
+    /// The out-dir, absolute: the `out-dir` output.
+    out_dir: PathBuf,
     state: Mutex<State>,
 }
 
@@ -101,7 +104,7 @@ impl Github<'_> {
 
     /// A destination as the summary shows it: relative to the out-dir (or the workspace).
     fn shown(&self, p: &Path) -> PathBuf {
-        let out_dir = absolute(&self.plan.out_dir);
+        let out_dir = &self.out_dir;
         for base in [
             Some(self.plan.out_dir.as_path()),
             Some(out_dir.as_path()),
@@ -122,12 +125,12 @@ impl Github<'_> {
     /// Outputs, log line, annotations and summary at the end of a run (or a dry run).
     fn report(&self, totals: Totals<'_>) {
         let state = self.state();
-        let out_dir = absolute(&self.plan.out_dir);
+        let out_dir = &self.out_dir;
         let mut problems = Vec::new();
         if let Err(e) = write_outputs(
             self.step,
             self.cfg,
-            &out_dir,
+            out_dir,
             totals.files,
             totals.bytes,
             totals.engine,
@@ -186,7 +189,7 @@ impl Github<'_> {
         }
 
         if let Some(path) = &self.step.summary {
-            let md = self.summary_markdown(&state, &totals, &out_dir);
+            let md = self.summary_markdown(&state, &totals, out_dir);
             if let Err(e) = append(path, &md) {
                 problems.push(e);
             }
