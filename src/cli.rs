@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{ArgAction, Parser, ValueEnum};
 
+use crate::bundle::{ArchiveFormat, HashAlgo, UpdateMode};
 use crate::config::{
     Color, Config, CopyMethod, CrateKind, EngineChoice, GithubStep, Output, TargetSelection,
 };
@@ -256,6 +257,52 @@ struct Cli {
     /// With --build: run without accessing the network (as cargo's --offline)
     #[arg(long, help_heading = "Manifest Options")]
     offline: bool,
+
+    /// Write SHA256SUMS or SHA512SUMS into the out-dir (each digest also in the JSON lines)
+    #[arg(long, value_enum, value_name = "ALGO", help_heading = "Bundle")]
+    checksums: Option<ChecksumArg>,
+
+    /// Also pack the staged files into an archive: tar.gz, tar.xz or zip (repeatable)
+    ///
+    /// One leading directory named like the archive; reproducible (sorted entries, owner 0,
+    /// modes kept, mtimes from SOURCE_DATE_EPOCH when set); a <archive>.sha256 beside it.
+    #[arg(long = "archive", value_name = "FORMAT", value_parser = archive_format, help_heading = "Bundle")]
+    archive: Vec<ArchiveFormat>,
+
+    /// Archive name and leading directory: {name}, {version}, {target} [default: {name}-{version}-{target}]
+    #[arg(
+        long,
+        value_name = "TEMPLATE",
+        requires = "archive",
+        help_heading = "Bundle"
+    )]
+    archive_name: Option<String>,
+
+    /// Write archives into DIR [default: the out-dir]
+    #[arg(
+        long,
+        value_name = "DIR",
+        requires = "archive",
+        help_heading = "Bundle"
+    )]
+    archive_dir: Option<PathBuf>,
+
+    /// Skip files already in place: same size and mtime (quick), or the same bytes (=content)
+    #[arg(
+        long,
+        value_enum,
+        value_name = "HOW",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "quick",
+        help_heading = "Bundle"
+    )]
+    update: Option<UpdateArg>,
+
+    /// Empty the out-dir first (refused for /, $HOME, the workspace or target dir and their
+    /// ancestors, and any directory holding a source)
+    #[arg(long, conflicts_with = "update", help_heading = "Bundle")]
+    clean: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -298,6 +345,25 @@ fn color_before_parsing(args: &[OsString]) -> ColorArg {
                 .and_then(|v| parse(&v))
         })
         .unwrap_or(ColorArg::Auto)
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ChecksumArg {
+    Sha256,
+    Sha512,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum UpdateArg {
+    /// Same size, mtime and mode
+    Quick,
+    /// Same bytes
+    Content,
+}
+
+fn archive_format(s: &str) -> Result<ArchiveFormat, String> {
+    ArchiveFormat::parse(s)
+        .ok_or_else(|| format!("unknown archive format `{s}` (one of: tar.gz, tar.xz, zip)"))
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -450,6 +516,20 @@ fn into_config(cli: Cli) -> Result<Config, clap::Error> {
     cfg.frozen = cli.frozen;
     cfg.offline = cli.offline;
     cfg.jobs_given = cli.jobs.and_then(|j| NonZeroUsize::new(j.into()));
+    bundle_options(&mut cfg, cli.checksums, cli.archive, cli.update)?;
+    if cfg.build
+        && (cli.clean
+            || cfg.checksums.is_some()
+            || !cfg.archives.is_empty()
+            || cfg.update.is_some())
+    {
+        return Err(usage(
+            "--build does not combine with --checksums, --archive, --update or --clean yet: run `cargo build` first",
+        ));
+    }
+    cfg.archive_name = cli.archive_name;
+    cfg.archive_dir = cli.archive_dir;
+    cfg.clean = cli.clean;
     Ok(cfg)
 }
 
@@ -477,6 +557,39 @@ fn github_step(var: impl Fn(&str) -> Option<OsString>) -> Result<GithubStep, cla
         workflow_file,
         summary_rows: 500,
     })
+}
+
+fn bundle_options(
+    cfg: &mut Config,
+    checksums: Option<ChecksumArg>,
+    archives: Vec<ArchiveFormat>,
+    update: Option<UpdateArg>,
+) -> Result<(), clap::Error> {
+    cfg.checksums = checksums.map(|c| match c {
+        ChecksumArg::Sha256 => HashAlgo::Sha256,
+        ChecksumArg::Sha512 => HashAlgo::Sha512,
+    });
+    cfg.update = update.map(|u| match u {
+        UpdateArg::Quick => UpdateMode::QuickCheck,
+        UpdateArg::Content => UpdateMode::Content,
+    });
+    // Only archives read it; an unusable value is an error only where it would be used.
+    if !archives.is_empty() {
+        if let Some(v) = std::env::var_os("SOURCE_DATE_EPOCH").filter(|v| !v.is_empty()) {
+            let epoch = v.to_str().and_then(|s| s.trim().parse::<u64>().ok());
+            match epoch {
+                Some(e) => cfg.source_date_epoch = Some(e),
+                None => {
+                    return Err(usage(format!(
+                        "SOURCE_DATE_EPOCH=`{}` is not a number of seconds since 1970",
+                        v.to_string_lossy()
+                    )))
+                }
+            }
+        }
+    }
+    cfg.archives = archives;
+    Ok(())
 }
 
 #[cfg(test)]

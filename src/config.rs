@@ -153,6 +153,21 @@ pub struct Config {
     pub offline: bool,
     /// `-j` as given (with `--build`, cargo's jobs too; unset, cargo's own default applies).
     pub jobs_given: Option<NonZeroUsize>,
+    /// `--checksums`: write `SHA256SUMS`/`SHA512SUMS` in the out-dir and each file's digest in
+    /// its JSON line.
+    pub checksums: Option<crate::bundle::HashAlgo>,
+    /// `--archive` (repeatable): archives of the staged files, in these formats.
+    pub archives: Vec<crate::bundle::ArchiveFormat>,
+    /// `--archive-name`: the archive's name template; `None` is `{name}-{version}-{target}`.
+    pub archive_name: Option<String>,
+    /// `--archive-dir`: where archives go; `None` is the out-dir.
+    pub archive_dir: Option<PathBuf>,
+    /// `SOURCE_DATE_EPOCH`: the mtime of every archive entry, when set.
+    pub source_date_epoch: Option<u64>,
+    /// `--update`: skip files whose destination is already up to date.
+    pub update: Option<crate::bundle::UpdateMode>,
+    /// `--clean`: empty the out-dir before copying.
+    pub clean: bool,
 }
 
 /// Where a GitHub Actions step's report goes; read from the runner's environment by `cli`.
@@ -209,6 +224,13 @@ impl Config {
             frozen: false,
             offline: false,
             jobs_given: None,
+            checksums: None,
+            archives: Vec::new(),
+            archive_name: None,
+            archive_dir: None,
+            source_date_epoch: None,
+            update: None,
+            clean: false,
         }
     }
 

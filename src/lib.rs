@@ -3,6 +3,7 @@
 //! Data flows one way: CLI → [`Config`] → [`select`] (cargo metadata + globs) → [`Plan`] →
 //! [`engine`] → reporter. Only `cli` knows clap; only `report` prints.
 
+pub mod bundle;
 pub mod cargo;
 pub mod cli;
 pub mod config;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use cargo_fastcp::cargo::build::{CargoBuild, HeldEvents};
 use cargo_fastcp::plan::{Remark, Selection};
-use cargo_fastcp::{cli, engine, report, select, signal, Config};
+use cargo_fastcp::{bundle, cli, engine, report, select, signal, Config};
 
 fn main() -> ExitCode {
     signal::install();
@@ -36,11 +36,21 @@ fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
     if cfg.build {
         return run_build(cfg);
     }
-    let selection = select::selection(cfg)?;
+    // A bundle that must see the whole plan first (to check it, or to list it) gets it whole.
+    let selection = if bundle::may_stream(cfg) {
+        select::selection(cfg)?
+    } else {
+        Selection::Complete(select::select(cfg)?)
+    };
+    let (selection, bundle) = bundle::prepare(cfg, selection)?;
     let chosen = engine::choose(cfg)?;
     let engine = chosen.backend.name();
     let reporter = report::github::for_run(cfg, selection.plan())?;
     say(reporter.as_ref(), &selection.plan().remarks);
+    reporter.skipped(bundle.skipped());
+    if let Some(digests) = bundle.digests() {
+        reporter.digests(digests);
+    }
     let streaming = match selection.feed() {
         Some(feed) => format!("; copying while {} runs", feed.what()),
         None => String::new(),
@@ -50,13 +60,25 @@ fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
         reporter.planned(engine);
         return Ok(ExitCode::SUCCESS);
     }
-    let summary = engine::run(
+    bundle.clean()?;
+    let mut summary = engine::run(
         &selection,
         chosen.backend.as_ref(),
         cfg.fsync,
-        reporter.as_sink(),
+        &bundle.sink(reporter.as_sink(), selection.plan()),
         signal::flag(),
     )?;
+    match bundle.after(selection.plan(), &summary) {
+        Ok(Some(outputs)) => reporter.bundled(&outputs),
+        Ok(None) => {}
+        Err(e) => {
+            summary.errors += 1;
+            reporter.as_sink().event(engine::Event::Failed {
+                index: usize::MAX,
+                error: e.into(),
+            });
+        }
+    }
     reporter.finish(&summary);
     Ok(exit_code(&summary))
 }

@@ -9,9 +9,11 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use serde::Serialize;
 
+use crate::bundle::{Digests, HashAlgo, Outputs};
 use crate::config::Output;
 use crate::engine::{Event, EventSink, Summary};
-use crate::plan::{Op, Plan};
+use crate::plan::{Job, Op, Plan};
+use std::sync::OnceLock;
 
 pub mod github;
 
@@ -30,6 +32,49 @@ pub trait Reporter: EventSink {
         eprintln!("{text}");
     }
     fn as_sink(&self) -> &dyn EventSink;
+    /// `--update`: files already in place, left alone (before `planned` or the copy).
+    fn skipped(&self, _jobs: &[Job]) {}
+    /// `--checksums`: where each copied file's digest is found when it is reported.
+    fn digests(&self, _digests: Arc<Digests>) {}
+    /// The checksums file and archives written after the copy (before `finish`).
+    fn bundled(&self, _outputs: &Outputs) {}
+}
+
+/// What `--update`, `--checksums` and `--archive` add to a run's output.
+#[derive(Default)]
+struct Extras {
+    skipped: OnceLock<Vec<Job>>,
+    digests: OnceLock<Arc<Digests>>,
+    outputs: OnceLock<Outputs>,
+}
+
+impl Extras {
+    fn skipped(&self) -> &[Job] {
+        self.skipped.get().map_or(&[], Vec::as_slice)
+    }
+
+    fn skipped_files(&self) -> usize {
+        self.skipped().iter().filter(|j| j.op != Op::Dir).count()
+    }
+
+    /// `", 120 unchanged"` when `--update` left files alone.
+    fn unchanged(&self) -> String {
+        match self.skipped_files() {
+            0 => String::new(),
+            n => format!(", {n} unchanged"),
+        }
+    }
+
+    fn digest(&self, job: &Job) -> (Option<String>, Option<String>) {
+        let Some(d) = self.digests.get() else {
+            return (None, None);
+        };
+        let hex = d.get(&job.dst);
+        match d.algo() {
+            HashAlgo::Sha256 => (hex, None),
+            HashAlgo::Sha512 => (None, hex),
+        }
+    }
 }
 
 /// The reporter for `output`, over `plan`'s jobs.
@@ -154,6 +199,7 @@ struct Human<'p> {
     /// a streamed walk could not read): the summary counts files as files.
     failed_files: AtomicU64,
     failed_other: AtomicU64,
+    extras: Extras,
 }
 
 impl<'p> Human<'p> {
@@ -166,6 +212,7 @@ impl<'p> Human<'p> {
             progress,
             failed_files: AtomicU64::new(0),
             failed_other: AtomicU64::new(0),
+            extras: Extras::default(),
         }
     }
 
@@ -428,13 +475,22 @@ impl Reporter for Human<'_> {
                 job.dst.display()
             );
         }
+        for job in self.extras.skipped().iter().filter(|j| j.op != Op::Dir) {
+            let _ = writeln!(
+                out,
+                "{} -> {} (unchanged, skipped)",
+                job.src.display(),
+                job.dst.display()
+            );
+        }
         if !self.quiet {
             let n = self.plan.file_count();
             let _ = writeln!(
                 out,
-                "Would copy {n} file{} ({}) [engine: {engine}] (dry run: nothing written)",
+                "Would copy {n} file{} ({}){} [engine: {engine}] (dry run: nothing written)",
                 plural(n),
-                human_bytes(self.plan.total_bytes())
+                human_bytes(self.plan.total_bytes()),
+                self.extras.unchanged()
             );
         }
     }
@@ -469,13 +525,22 @@ impl Reporter for Human<'_> {
             );
         } else if !self.quiet {
             eprintln!(
-                "Copied {} file{} ({}) in {:.2} s [engine: {}]",
+                "Copied {} file{} ({}){} in {:.2} s [engine: {}]",
                 s.files,
                 plural(s.files),
                 human_bytes(s.bytes),
+                self.extras.unchanged(),
                 s.elapsed.as_secs_f64(),
                 s.engine
             );
+            if let Some(o) = self.extras.outputs.get() {
+                if let Some(sums) = &o.checksums_file {
+                    eprintln!("Wrote {}", sums.display());
+                }
+                for a in &o.archives {
+                    eprintln!("Wrote {} (sha256 {})", a.path.display(), a.sha256);
+                }
+            }
         }
     }
 
@@ -494,12 +559,30 @@ impl Reporter for Human<'_> {
     fn as_sink(&self) -> &dyn EventSink {
         self
     }
+
+    fn skipped(&self, jobs: &[Job]) {
+        if self.verbose > 1 {
+            for job in jobs.iter().filter(|j| j.op != Op::Dir) {
+                self.eprint(&format!("{} unchanged, skipped", job.dst.display()));
+            }
+        }
+        let _ = self.extras.skipped.set(jobs.to_vec());
+    }
+
+    fn digests(&self, digests: Arc<Digests>) {
+        let _ = self.extras.digests.set(digests);
+    }
+
+    fn bundled(&self, outputs: &Outputs) {
+        let _ = self.extras.outputs.set(outputs.clone());
+    }
 }
 
 /// JSON lines on stdout, cargo-style `reason` first; field order is stable (the Action parses it).
 struct Json<'p> {
     plan: &'p Plan,
     out: std::sync::Mutex<Box<dyn Write + Send + 'p>>,
+    extras: Extras,
 }
 
 /// JSON lines written to `out` (a `--manifest` file) instead of stdout.
@@ -536,6 +619,10 @@ struct FileLine<'a> {
     src_bytes: Option<Vec<u8>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     dst_bytes: Option<Vec<u8>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sha256: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sha512: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -560,6 +647,12 @@ struct SummaryLine<'a> {
     errors: usize,
     dry_run: bool,
     interrupted: bool,
+    /// `--update`: files already in place, not copied.
+    skipped: usize,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    archives: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    checksums_file: Option<String>,
 }
 
 impl<'p> Json<'p> {
@@ -567,6 +660,7 @@ impl<'p> Json<'p> {
         Json {
             plan,
             out: std::sync::Mutex::new(out),
+            extras: Extras::default(),
         }
     }
 
@@ -594,10 +688,14 @@ impl<'p> Json<'p> {
     }
 
     fn file_line(&self, reason: &'static str, index: usize) {
-        let job = &self.plan.jobs[index];
+        self.job_line(reason, &self.plan.jobs[index]);
+    }
+
+    fn job_line(&self, reason: &'static str, job: &Job) {
         if job.op == Op::Dir {
             return;
         }
+        let (sha256, sha512) = self.extras.digest(job);
         self.emit(&FileLine {
             reason,
             src: job.src.to_string_lossy().into_owned(),
@@ -607,7 +705,26 @@ impl<'p> Json<'p> {
             package: job.package.as_deref(),
             src_bytes: raw_bytes(&job.src),
             dst_bytes: raw_bytes(&job.dst),
+            sha256,
+            sha512,
         });
+    }
+
+    /// The summary's bundle fields: what `--update` skipped, what was written after the copy.
+    fn bundle_fields(&self) -> (usize, Vec<String>, Option<String>) {
+        let o = self.extras.outputs.get();
+        (
+            self.extras.skipped_files(),
+            o.map(|o| {
+                o.archives
+                    .iter()
+                    .map(|a| a.path.to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default(),
+            o.and_then(|o| o.checksums_file.as_ref())
+                .map(|p| p.to_string_lossy().into_owned()),
+        )
     }
 }
 
@@ -630,6 +747,7 @@ impl Reporter for Json<'_> {
         for i in 0..self.plan.jobs.len() {
             self.file_line("planned", i);
         }
+        let (skipped, archives, checksums_file) = self.bundle_fields();
         self.emit(&SummaryLine {
             reason: "summary",
             files: self.plan.file_count(),
@@ -639,11 +757,15 @@ impl Reporter for Json<'_> {
             errors: 0,
             dry_run: true,
             interrupted: false,
+            skipped,
+            archives,
+            checksums_file,
         });
         self.flush();
     }
 
     fn finish(&self, s: &Summary) {
+        let (skipped, archives, checksums_file) = self.bundle_fields();
         self.emit(&SummaryLine {
             reason: "summary",
             files: s.files,
@@ -653,6 +775,9 @@ impl Reporter for Json<'_> {
             errors: s.errors,
             dry_run: false,
             interrupted: s.interrupted,
+            skipped,
+            archives,
+            checksums_file,
         });
         self.flush();
     }
@@ -666,6 +791,21 @@ impl Reporter for Json<'_> {
 
     fn as_sink(&self) -> &dyn EventSink {
         self
+    }
+
+    fn skipped(&self, jobs: &[Job]) {
+        for job in jobs {
+            self.job_line("skipped", job);
+        }
+        let _ = self.extras.skipped.set(jobs.to_vec());
+    }
+
+    fn digests(&self, digests: Arc<Digests>) {
+        let _ = self.extras.digests.set(digests);
+    }
+
+    fn bundled(&self, outputs: &Outputs) {
+        let _ = self.extras.outputs.set(outputs.clone());
     }
 }
 
