@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use cargo_fastcp::cargo::build::{CargoBuild, HeldEvents};
+use cargo_fastcp::cargo::build::{BuildFailed, CargoBuild, HeldEvents};
 use cargo_fastcp::plan::{Remark, Selection};
 use cargo_fastcp::{bundle, cli, engine, report, select, signal, Config};
 
@@ -17,16 +17,17 @@ fn main() -> ExitCode {
     // Every error that reaches here was raised before anything was written.
     match run(&cfg).context("nothing was copied") {
         Ok(code) => code,
-        Err(e) => match &cfg.github {
-            Some(step) => {
-                report::github::failed(&cfg, step, &format!("{e:#}"), 2);
-                ExitCode::from(2)
+        Err(e) => {
+            // A failed `cargo build` (--build) exits as cargo did; every other error with 2.
+            let code = e
+                .downcast_ref::<BuildFailed>()
+                .map_or(2, BuildFailed::exit_code);
+            match &cfg.github {
+                Some(step) => report::github::failed(&cfg, step, &format!("{e:#}"), code),
+                None => report::diagnostic(report::Level::Error, &format!("{e:#}")),
             }
-            None => {
-                report::diagnostic(report::Level::Error, &format!("{e:#}"));
-                ExitCode::from(2)
-            }
-        },
+            ExitCode::from(code)
+        }
     }
 }
 
@@ -109,22 +110,24 @@ fn run_build(cfg: &Config) -> anyhow::Result<ExitCode> {
         &held,
         signal::flag(),
     );
+    // Anything but a finished copy of a successful build places nothing.
     let mut summary = match summary {
-        Ok(s) if !s.interrupted && build.status().is_some_and(|s| s.success()) => s,
-        other => {
+        Ok(s) if s.interrupted => {
             build.discard();
-            let status = build.status();
-            if let Some(s) = status.filter(|s| !s.success()) {
-                eprintln!(
-                    "error: `{}` failed ({s}); nothing was copied",
-                    build.command_line()
-                );
-                return Ok(ExitCode::from(s.code().map_or(101, |c| c as u8)));
-            }
-            let summary = other?;
-            eprintln!("error: interrupted; nothing was copied");
-            return Ok(exit_code(&summary));
+            report::diagnostic(report::Level::Error, "interrupted; nothing was copied");
+            return Ok(exit_code(&s));
         }
+        Err(e) => {
+            build.discard();
+            return Err(e.into());
+        }
+        Ok(s) => match build.outcome() {
+            Ok(()) => s,
+            Err(failed) => {
+                build.discard();
+                return Err(failed.into());
+            }
+        },
     };
     let done = held.done(selection.plan().jobs.len());
     let (plan, failed) = build.place(selection.plan(), &done);

@@ -316,6 +316,7 @@ fn names<'a>(it: impl Iterator<Item = &'a str>) -> String {
 }
 
 /// A target of a selected package that the selection wants, and how `cargo build` names it.
+#[derive(Clone, Copy)]
 struct Selected<'m> {
     pkg: &'m Package,
     target: &'m Target,
@@ -391,12 +392,9 @@ struct Expected {
     out: PathBuf,
 }
 
-/// Turns the selection into the artifact files it names, in four steps: which packages
-/// ([`selected_packages`]), which of their targets ([`selected_targets`]), which crate kinds of
-/// them ([`wanted_kinds`]), and in which target-dir layouts ([`layouts`]). Each expected file is
-/// then found on disk ([`stage_expected`]) or reported missing with the command that builds it;
-/// two targets landing on one destination are an error ([`Destinations`]), and an artifact older
-/// than its sources is said ([`check_fresh`]).
+/// Turns the selection into the artifact files it names ([`expectation`]). Each expected file
+/// is then found on disk ([`stage_expected`]) or reported missing with the command that builds
+/// it, and an artifact older than its sources is said ([`check_fresh`]).
 fn artifact_jobs(
     cfg: &Config,
     meta: &Metadata,
@@ -404,43 +402,82 @@ fn artifact_jobs(
     out_dir: &Path,
     remarks: &mut Vec<Remark>,
 ) -> Result<Vec<Job>, PlanError> {
-    let packages = selected_packages(cfg, meta)?;
-    check_named_targets(&cfg.targets, &packages)?;
-    let kinds = wanted_kinds(&cfg.targets);
-    let targets = selected_targets(cfg, &packages, remarks)?;
-    let layouts = layouts(cfg, target_dir, out_dir)?;
+    let expected = expectation(cfg, meta, target_dir, out_dir, remarks)?;
     let mut jobs = Vec::new();
     let mut missing = Vec::new();
     let mut stale = Vec::new();
-    let mut destinations = Destinations::default();
-    for layout in &layouts {
-        for sel in &targets {
-            for exp in expected_files(layout, sel, &kinds, cfg.debug_files) {
-                destinations.claim(exp.out.join(&exp.file), sel)?;
-                let first = jobs.len();
-                if !stage_expected(&exp, &sel.pkg.name, &mut jobs)? {
-                    let cmd = build_command(cfg, layout, sel);
-                    missing.push((exp.dir.join(&exp.file), cmd));
-                }
-                stale.extend(jobs[first..].iter().filter_map(|j| check_fresh(j, meta)));
-            }
+    for (layout, sel, exp) in &expected.files {
+        let first = jobs.len();
+        if !stage_expected(exp, &sel.pkg.name, &mut jobs)? {
+            let cmd = build_command(cfg, &expected.layouts[*layout], sel);
+            missing.push((exp.dir.join(&exp.file), cmd));
         }
+        stale.extend(jobs[first..].iter().filter_map(|j| check_fresh(j, meta)));
     }
     if !missing.is_empty() {
         return Err(PlanError::MissingArtifacts(missing));
     }
     if jobs.is_empty() {
-        let kinds: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
-        return Err(PlanError::NothingSelected {
-            packages: names(packages.iter().map(|p| p.name.as_str())),
-            kinds: kinds.join(", "),
-        });
+        return Err(expected.nothing_selected());
     }
     if cfg.require_fresh && !stale.is_empty() {
         return Err(PlanError::Stale(stale));
     }
     remarks.extend(stale.into_iter().map(|s| Remark::Warning(s.to_string())));
     Ok(jobs)
+}
+
+/// Every file the selection expects cargo to have written (or to write), with the layout and
+/// target it belongs to: the steps a run with and one without `--build` share.
+struct Expectation<'m> {
+    packages: Vec<&'m Package>,
+    kinds: Vec<CrateKind>,
+    layouts: Vec<Layout>,
+    /// (index into `layouts`, target, file).
+    files: Vec<(usize, Selected<'m>, Expected)>,
+}
+
+impl Expectation<'_> {
+    fn nothing_selected(&self) -> PlanError {
+        let kinds: Vec<&str> = self.kinds.iter().map(|k| k.as_str()).collect();
+        PlanError::NothingSelected {
+            packages: names(self.packages.iter().map(|p| p.name.as_str())),
+            kinds: kinds.join(", "),
+        }
+    }
+}
+
+/// Which packages ([`selected_packages`]), which of their targets ([`selected_targets`]), which
+/// crate kinds of them ([`wanted_kinds`]), in which target-dir layouts ([`layouts`]): the files
+/// that makes, bound for `out`, with no two targets on one destination ([`Destinations`]).
+fn expectation<'m>(
+    cfg: &Config,
+    meta: &'m Metadata,
+    target_dir: &Path,
+    out: &Path,
+    remarks: &mut Vec<Remark>,
+) -> Result<Expectation<'m>, PlanError> {
+    let packages = selected_packages(cfg, meta)?;
+    check_named_targets(&cfg.targets, &packages)?;
+    let kinds = wanted_kinds(&cfg.targets);
+    let targets = selected_targets(cfg, &packages, remarks)?;
+    let layouts = layouts(cfg, target_dir, out)?;
+    let mut destinations = Destinations::default();
+    let mut files = Vec::new();
+    for (i, layout) in layouts.iter().enumerate() {
+        for sel in &targets {
+            for exp in expected_files(layout, sel, &kinds, cfg.debug_files) {
+                destinations.claim(exp.out.join(&exp.file), sel)?;
+                files.push((i, *sel, exp));
+            }
+        }
+    }
+    Ok(Expectation {
+        packages,
+        kinds,
+        layouts,
+        files,
+    })
 }
 
 /// What `--build` stages: every file the selection expects cargo to report, by its path in the
@@ -540,39 +577,23 @@ pub fn build_selection(cfg: &Config, out: &Path) -> Result<BuildSelection, PlanE
         .unwrap_or_else(|| meta.target_directory.clone().into_std_path_buf());
     // Cargo reports absolute paths.
     let target_dir = std::path::absolute(&target_dir).map_err(|e| PlanError::io(&target_dir, e))?;
-    let packages = selected_packages(cfg, &meta)?;
-    check_named_targets(&cfg.targets, &packages)?;
-    let kinds = wanted_kinds(&cfg.targets);
     let mut remarks = Vec::new();
-    let targets = selected_targets(cfg, &packages, &mut remarks)?;
-    let mut destinations = Destinations::default();
+    let expectation = expectation(cfg, &meta, &target_dir, out, &mut remarks)?;
+    if expectation.files.is_empty() {
+        return Err(expectation.nothing_selected());
+    }
     let mut expected = HashMap::new();
     let mut order = Vec::new();
-    for layout in &layouts(cfg, &target_dir, out)? {
-        for sel in &targets {
-            for exp in expected_files(layout, sel, &kinds, cfg.debug_files) {
-                let dst = exp.out.join(&exp.file);
-                destinations.claim(dst.clone(), sel)?;
-                let src = exp.dir.join(&exp.file);
-                order.push(src.clone());
-                expected.insert(
-                    src,
-                    Staging {
-                        dst,
-                        kind: exp.kind,
-                        package: sel.pkg.name.to_string(),
-                        target: sel.target.name.clone(),
-                    },
-                );
-            }
-        }
-    }
-    if expected.is_empty() {
-        let kinds: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
-        return Err(PlanError::NothingSelected {
-            packages: names(packages.iter().map(|p| p.name.as_str())),
-            kinds: kinds.join(", "),
-        });
+    for (_, sel, exp) in expectation.files {
+        let src = exp.dir.join(&exp.file);
+        order.push(src.clone());
+        let staging = Staging {
+            dst: exp.out.join(&exp.file),
+            kind: exp.kind,
+            package: sel.pkg.name.to_string(),
+            target: sel.target.name.clone(),
+        };
+        expected.insert(src, staging);
     }
     let files = if cfg.patterns.is_empty() {
         Vec::new()

@@ -23,6 +23,28 @@ use crate::error::{CopyError, PlanError};
 use crate::plan::{Feed, Job, Op, Plan, Publisher};
 use crate::select::{build_selection, BuildSelection};
 
+/// `cargo build` did not succeed (or did not run): the run exits with cargo's status.
+#[derive(Debug, thiserror::Error)]
+#[error("`{command}` {}", match .status { Some(s) => format!("failed ({s})"), None => "did not finish".into() })]
+pub struct BuildFailed {
+    pub command: String,
+    pub status: Option<ExitStatus>,
+}
+
+impl BuildFailed {
+    /// Cargo's exit code (128 + the signal that ended it; 101, cargo's own, when unknown).
+    pub fn exit_code(&self) -> u8 {
+        let Some(status) = self.status else {
+            return 101;
+        };
+        #[cfg(unix)]
+        if let Some(sig) = std::os::unix::process::ExitStatusExt::signal(&status) {
+            return 128u8.saturating_add(sig as u8);
+        }
+        status.code().map_or(101, |c| c as u8)
+    }
+}
+
 /// One `cargo build` run and where its artifacts are staged.
 pub struct CargoBuild {
     cargo: OsString,
@@ -77,6 +99,17 @@ impl CargoBuild {
     /// How cargo exited; `None` before it has, or when it could not be started.
     pub fn status(&self) -> Option<ExitStatus> {
         *self.status.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `Err` unless cargo ran and succeeded.
+    pub fn outcome(&self) -> Result<(), BuildFailed> {
+        match self.status() {
+            Some(s) if s.success() => Ok(()),
+            status => Err(BuildFailed {
+                command: self.command_line(),
+                status,
+            }),
+        }
     }
 
     /// Moves the jobs of `staged` that the engine finished (`done[i]`) from the staging
@@ -219,6 +252,7 @@ impl Feed for &CargoBuild {
         let Some(stdout) = child.stdout.take() else {
             return Err(PlanError::Build("cargo's output is not piped".into()));
         };
+        // After the spawn: a cargo that cannot start leaves the plan empty (nothing written).
         for job in &self.selection.files {
             to.push(job.clone());
         }
