@@ -136,9 +136,9 @@ impl Digests {
     }
 }
 
-/// Passes events on, first hashing each placed regular file as it is reported done, by reading
-/// the copy once. It works behind every engine and copy route; where the engine hashes the
-/// bytes as it moves them, the digest is already there and the file is not read again.
+/// Passes events on, first making sure each placed regular file reported done has its digest:
+/// the engine leaves one for every file it copies (see `EventSink::hash_into`); a hard link
+/// takes its file's; anything else is read once here.
 pub struct HashingSink<'a> {
     pub inner: &'a dyn EventSink,
     pub plan: &'a Plan,
@@ -152,15 +152,29 @@ impl EventSink for HashingSink<'_> {
                 if matches!(job.op, Op::Copy | Op::Hardlink { .. })
                     && self.digests.get(&job.dst).is_none()
                 {
+                    let linked = match job.op {
+                        Op::Hardlink { of } => self
+                            .plan
+                            .jobs
+                            .get(of)
+                            .and_then(|first| self.digests.get(&first.dst)),
+                        _ => None,
+                    };
                     // A read error here is found again, and reported, when the checksums
                     // file is written.
-                    if let Ok(hex) = hash_file(self.digests.algo, &job.dst) {
+                    if let Some(hex) =
+                        linked.or_else(|| hash_file(self.digests.algo, &job.dst).ok())
+                    {
                         self.digests.insert(&job.dst, hex);
                     }
                 }
             }
         }
         self.inner.event(event);
+    }
+
+    fn hash_into(&self) -> Option<&Digests> {
+        Some(self.digests)
     }
 }
 

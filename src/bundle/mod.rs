@@ -415,6 +415,13 @@ impl EventSink for Sink<'_> {
             Sink::Hashing(s) => s.event(event),
         }
     }
+
+    fn hash_into(&self) -> Option<&Digests> {
+        match self {
+            Sink::Plain(_) => None,
+            Sink::Hashing(s) => s.hash_into(),
+        }
+    }
 }
 
 impl Bundle {

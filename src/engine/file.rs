@@ -9,26 +9,47 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use super::stage::{self, Staged, TempGuard, SMALL_FILE};
 #[cfg(unix)]
 use super::stage::{c_path, check};
+use crate::bundle::checksums::Hasher;
+use crate::bundle::Digests;
 use crate::error::CopyError;
 use crate::plan::Job;
 
 /// Copies one regular file with the OS's own copy (in-kernel where it has one) and places it.
 /// `cancelled` is polled between chunks so an interrupt stops a large file promptly.
+/// With `digests`, the file's digest is taken on the way and recorded once it is placed.
 pub fn copy_regular(
     job: &Job,
     fsync: bool,
     cancelled: &dyn Fn() -> bool,
     progress: &dyn Fn(u64),
+    digests: Option<&Digests>,
 ) -> Result<(), CopyError> {
     let mut src = File::open(&job.src).map_err(|e| CopyError::io("open", &job.src, e))?;
     let mut staged = Staged::open(job)?;
+    let mut hasher = digests.map(|d| d.algo().hasher());
     let copied = if job.size < SMALL_FILE {
-        copy_small(&mut src, &mut staged.file, job.size, progress)
+        copy_small(
+            &mut src,
+            &mut staged.file,
+            job.size,
+            progress,
+            hasher.as_mut(),
+        )
     } else {
-        copy_data(&mut src, &mut staged.file, cancelled, progress)
+        copy_data_hashing(
+            &mut src,
+            &mut staged.file,
+            cancelled,
+            progress,
+            hasher.as_mut(),
+        )
     }
     .map_err(|e| stage::copy_failed(job, e))?;
-    staged.finish(job, copied, fsync)
+    staged.finish(job, copied, fsync)?;
+    if let (Some(d), Some(h)) = (digests, hasher) {
+        d.insert(&job.dst, h.finish());
+    }
+    Ok(())
 }
 
 /// A file expected to hold `size` (< SMALL_FILE) bytes: one read asks for one byte more, so a
@@ -38,6 +59,7 @@ fn copy_small(
     dst: &mut File,
     size: u64,
     progress: &dyn Fn(u64),
+    hash: Option<&mut Hasher>,
 ) -> io::Result<u64> {
     use std::io::{Read, Write};
     thread_local! {
@@ -60,6 +82,9 @@ fn copy_small(
                 break;
             }
         }
+        if let Some(h) = hash {
+            h.update(&buf[..got]);
+        }
         dst.write_all(&buf[..got])?;
         progress(got as u64);
         Ok(got as u64)
@@ -73,11 +98,48 @@ pub fn copy_data(
     cancelled: &dyn Fn() -> bool,
     progress: &dyn Fn(u64),
 ) -> io::Result<u64> {
+    copy_data_hashing(src, dst, cancelled, progress, None)
+}
+
+/// [`copy_data`], feeding `hash` with the bytes: as they pass through the user buffer, or,
+/// where the kernel copied them, by reading the copy back once through `dst` (opened
+/// readable for it).
+pub fn copy_data_hashing(
+    src: &mut File,
+    dst: &mut File,
+    cancelled: &dyn Fn() -> bool,
+    progress: &dyn Fn(u64),
+    hash: Option<&mut Hasher>,
+) -> io::Result<u64> {
     #[cfg(target_os = "linux")]
     if let Some(n) = copy_in_kernel(src, dst, cancelled, progress)? {
+        if let Some(h) = hash {
+            read_back(dst, n, h)?;
+        }
         return Ok(n);
     }
-    copy_userspace(src, dst, cancelled, progress)
+    copy_userspace(src, dst, cancelled, progress, hash)
+}
+
+/// Feeds `hash` with the first `len` bytes of `file`, read at offsets (its position is left
+/// alone).
+#[cfg(unix)]
+pub fn read_back(file: &File, len: u64, hash: &mut Hasher) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; (1 << 20).min(len as usize).max(1)];
+    let mut pos = 0u64;
+    while pos < len {
+        let want = buf.len().min((len - pos) as usize);
+        let n = match file.read_at(&mut buf[..want], pos) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hash.update(&buf[..n]);
+        pos += n as u64;
+    }
+    Ok(())
 }
 
 const CHUNK: usize = 16 << 20;
@@ -88,6 +150,7 @@ fn copy_userspace(
     dst: &mut File,
     cancelled: &dyn Fn() -> bool,
     progress: &dyn Fn(u64),
+    mut hash: Option<&mut Hasher>,
 ) -> io::Result<u64> {
     use std::io::{Read, Write};
     let mut buf = vec![0u8; 1 << 20];
@@ -102,6 +165,9 @@ fn copy_userspace(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
+        if let Some(h) = hash.as_deref_mut() {
+            h.update(&buf[..n]);
+        }
         dst.write_all(&buf[..n])?;
         total += n as u64;
         progress(n as u64);

@@ -50,6 +50,13 @@ pub enum Event {
 /// Receives events, from any worker thread.
 pub trait EventSink: Sync {
     fn event(&self, event: Event);
+
+    /// Where copied files' digests go when the run wants them (`--checksums`): the engine then
+    /// hashes the bytes it moves through its own memory, and reads back once what the kernel
+    /// copied for it. A digest is in place before the file's `Done`.
+    fn hash_into(&self) -> Option<&crate::bundle::Digests> {
+        None
+    }
 }
 
 /// A way to move regular-file bytes. Backends share this one interface and are chosen once.
@@ -113,6 +120,11 @@ impl States {
 }
 
 impl Ctx<'_> {
+    /// See [`EventSink::hash_into`].
+    pub fn digests(&self) -> Option<&crate::bundle::Digests> {
+        self.sink.hash_into()
+    }
+
     pub fn done(&self, index: usize) {
         self.state.set(index, OK);
         self.sink.event(Event::Done { index });

@@ -46,7 +46,13 @@ impl Backend for Portable {
 /// Linux: the engine's own staging (`O_TMPFILE`, reflink, `copy_file_range`).
 #[cfg(target_os = "linux")]
 fn copy_one(job: &Job, ctx: &Ctx<'_>) -> Result<(), CopyError> {
-    file::copy_regular(job, ctx.fsync, &|| ctx.cancelled(), &|n| ctx.progress(n))
+    file::copy_regular(
+        job,
+        ctx.fsync,
+        &|| ctx.cancelled(),
+        &|n| ctx.progress(n),
+        ctx.digests(),
+    )
 }
 
 /// Elsewhere: `std::fs::copy`, which is the OS's native copy (`fclonefileat`, an APFS clone,
@@ -59,7 +65,13 @@ fn copy_one(job: &Job, ctx: &Ctx<'_>) -> Result<(), CopyError> {
     use super::stage::{apply_meta, temp_path, TempGuard};
     use std::fs;
     if ctx.fsync {
-        return file::copy_regular(job, true, &|| ctx.cancelled(), &|n| ctx.progress(n));
+        return file::copy_regular(
+            job,
+            true,
+            &|| ctx.cancelled(),
+            &|n| ctx.progress(n),
+            ctx.digests(),
+        );
     }
     let guard = TempGuard::new(temp_path(&job.dst));
     let tmp = guard.path().to_path_buf();

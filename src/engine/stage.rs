@@ -172,7 +172,9 @@ impl Open<'_> {
     /// Opens the file with blocking calls.
     fn blocking(self) -> io::Result<File> {
         let mut opts = fs::OpenOptions::new();
-        opts.write(true);
+        // Readable too: `--checksums` reads back once what the kernel copied (reflink,
+        // copy_file_range, splice), through the staged file itself.
+        opts.read(true).write(true);
         match self {
             #[cfg(target_os = "linux")]
             Open::Unnamed { dir, mode } => {
@@ -197,7 +199,7 @@ impl Open<'_> {
     #[cfg(target_os = "linux")]
     async fn ring(self) -> io::Result<compio::fs::File> {
         let mut opts = compio::fs::OpenOptions::new();
-        opts.write(true);
+        opts.read(true).write(true);
         match self {
             Open::Unnamed { dir, mode } => {
                 opts.custom_flags(libc::O_TMPFILE)

@@ -16,6 +16,8 @@ use compio::io::{AsyncReadManagedAt, AsyncWriteAt};
 use super::exec::{Handoff, JoinAll, Permits};
 use super::kernel;
 use super::{Route, Tuning};
+use crate::bundle::checksums::Hasher;
+use crate::bundle::HashAlgo;
 use crate::engine::stage::{self, Staged};
 use crate::engine::{file, Ctx};
 use crate::error::CopyError;
@@ -88,12 +90,33 @@ impl Worker<'_, '_> {
             .await
             .map_err(|e| CopyError::io("open", &job.src, e))?;
         let dst = Staged::open_ring(job).await?;
-        let copied = match self.route(job.size) {
-            Route::Ring => self.pump(job, &src, &dst.file).await?,
-            Route::Kernel => self.in_kernel(job, &src, &dst.file).await?,
-            Route::Splice => self.splice(job, &src, &dst.file).await?,
+        let algo = self.ctx.digests().map(|d| d.algo());
+        let hasher = algo.map(|a| RefCell::new(a.hasher()));
+        let (copied, digest) = match self.route(job.size) {
+            Route::Ring => {
+                let n = self.pump(job, &src, &dst.file, hasher.as_ref()).await?;
+                (n, hasher.map(|h| h.into_inner().finish()))
+            }
+            Route::Kernel => self.in_kernel(job, &src, &dst.file, algo).await?,
+            Route::Splice => {
+                let n = self.splice(job, &src, &dst.file).await?;
+                // The bytes stayed in the kernel: read the copy back once.
+                let digest = match hasher {
+                    Some(h) => {
+                        let mut h = h.into_inner();
+                        stage::with_std(&dst.file, |f| file::read_back(f, n, &mut h))
+                            .map_err(|e| CopyError::io("read back", &job.dst, e))?;
+                        Some(h.finish())
+                    }
+                    None => None,
+                };
+                (n, digest)
+            }
         };
         dst.finish_ring(job, copied, self.ctx.fsync).await?;
+        if let (Some(d), Some(hex)) = (self.ctx.digests(), digest) {
+            d.insert(&job.dst, hex);
+        }
         // The source was only read: nothing a close error could tell us matters.
         let _ = src.close().await;
         Ok(())
@@ -106,14 +129,23 @@ impl Worker<'_, '_> {
     /// asks for a whole buffer, so the last chunk's read also shows whether the file grew, and a
     /// short read ending at the expected size is its end of file (no extra read of 0 bytes,
     /// except when the size is a multiple of the buffer length).
-    async fn pump(&self, job: &Job, src: &File, dst: &File) -> Result<u64, CopyError> {
+    ///
+    /// With `hash`, the chunks go one at a time, in order, each hashed between its read and
+    /// its write (other files still overlap).
+    async fn pump(
+        &self,
+        job: &Job,
+        src: &File,
+        dst: &File,
+        hash: Option<&RefCell<Hasher>>,
+    ) -> Result<u64, CopyError> {
         let len = self.tuning.pool.buffer_len as u64;
         let chunks = job.size / len + 1;
         let window = (self.tuning.file_window as u64).min(chunks) as usize;
-        if window <= 1 {
+        if window <= 1 || hash.is_some() {
             let mut total = 0;
             for k in 0..chunks {
-                total += self.chunk(job, src, dst, k).await?;
+                total += self.chunk(job, src, dst, k, hash).await?;
             }
             return Ok(total);
         }
@@ -130,7 +162,7 @@ impl Worker<'_, '_> {
                             break;
                         }
                         next.set(k + 1);
-                        match self.chunk(job, src, dst, k).await {
+                        match self.chunk(job, src, dst, k, None).await {
                             Ok(n) => total.set(total.get() + n),
                             Err(e) => {
                                 failed.borrow_mut().get_or_insert(e);
@@ -148,7 +180,14 @@ impl Worker<'_, '_> {
     }
 
     /// Chunk `k`: bytes `k*len .. (k+1)*len`, or fewer at the end of file. Returns bytes copied.
-    async fn chunk(&self, job: &Job, src: &File, dst: &File, k: u64) -> Result<u64, CopyError> {
+    async fn chunk(
+        &self,
+        job: &Job,
+        src: &File,
+        dst: &File,
+        k: u64,
+        hash: Option<&RefCell<Hasher>>,
+    ) -> Result<u64, CopyError> {
         let len = self.tuning.pool.buffer_len as u64;
         let end = (k + 1) * len;
         let mut pos = k * len;
@@ -167,6 +206,9 @@ impl Worker<'_, '_> {
                 return Ok(got);
             };
             let n = buf.len() as u64;
+            if let Some(h) = hash {
+                h.borrow_mut().update(&buf);
+            }
             write_all_at(dst, buf, pos)
                 .await
                 .map_err(|e| CopyError::io("write", &job.dst, e))?;
@@ -235,7 +277,14 @@ impl Worker<'_, '_> {
     }
 
     /// The in-kernel method, on a blocking thread so the ring keeps serving other files.
-    async fn in_kernel(&self, job: &Job, src: &File, dst: &File) -> Result<u64, CopyError> {
+    /// With `hash`, the blocking thread also reads the copy back once and returns its digest.
+    async fn in_kernel(
+        &self,
+        job: &Job,
+        src: &File,
+        dst: &File,
+        hash: Option<HashAlgo>,
+    ) -> Result<(u64, Option<String>), CopyError> {
         // Duplicates, so the blocking thread owns its descriptors whatever happens to this task.
         let dup = |f: &File, path: &Path| {
             f.as_fd()
@@ -250,6 +299,7 @@ impl Worker<'_, '_> {
                 let task = kernel::Task {
                     src: s,
                     dst: d,
+                    hash,
                     done: done.clone(),
                 };
                 match queue.send(task) {
@@ -257,9 +307,17 @@ impl Worker<'_, '_> {
                     Err(_) => Err(io::Error::other("the in-kernel copy threads are gone")),
                 }
             }
-            None => file::copy_data(&mut s, &mut d, &|| self.ctx.cancelled(), &|n| {
-                self.ctx.progress(n)
-            }),
+            None => {
+                let mut hasher = hash.map(HashAlgo::hasher);
+                file::copy_data_hashing(
+                    &mut s,
+                    &mut d,
+                    &|| self.ctx.cancelled(),
+                    &|n| self.ctx.progress(n),
+                    hasher.as_mut(),
+                )
+                .map(|n| (n, hasher.map(Hasher::finish)))
+            }
         };
         res.map_err(|e| stage::copy_failed(job, e))
     }

@@ -12,6 +12,8 @@ use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use super::exec::Handoff;
+use crate::bundle::checksums::Hasher;
+use crate::bundle::HashAlgo;
 use crate::engine::{file, Ctx};
 
 /// One in-kernel copy: duplicates of the ring task's descriptors (the ring task may drop its
@@ -19,8 +21,13 @@ use crate::engine::{file, Ctx};
 pub struct Task {
     pub src: File,
     pub dst: File,
-    pub done: Arc<Handoff<io::Result<u64>>>,
+    /// `--checksums`: also read the copy back once and return its digest.
+    pub hash: Option<HashAlgo>,
+    pub done: Arc<Handoff<Copied>>,
 }
+
+/// Bytes copied, and the digest of the copy when the task asked for one.
+pub type Copied = io::Result<(u64, Option<String>)>;
 
 /// Runs tasks until every sender is gone.
 pub fn serve(rx: &Mutex<Receiver<Task>>, ctx: &Ctx<'_>) {
@@ -32,9 +39,15 @@ pub fn serve(rx: &Mutex<Receiver<Task>>, ctx: &Ctx<'_>) {
         };
         let Ok(mut task) = task else { return };
         let res = catch_unwind(AssertUnwindSafe(|| {
-            file::copy_data(&mut task.src, &mut task.dst, &|| ctx.cancelled(), &|n| {
-                ctx.progress(n)
-            })
+            let mut hasher = task.hash.map(HashAlgo::hasher);
+            file::copy_data_hashing(
+                &mut task.src,
+                &mut task.dst,
+                &|| ctx.cancelled(),
+                &|n| ctx.progress(n),
+                hasher.as_mut(),
+            )
+            .map(|n| (n, hasher.map(Hasher::finish)))
         }))
         .unwrap_or_else(|_| Err(io::Error::other("the in-kernel copy panicked")));
         task.done.complete(res);
