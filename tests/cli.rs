@@ -224,17 +224,33 @@ fn second_binary_from_src_bin_keeps_its_hyphen() {
     );
 }
 
+/// `--release --bins -o OUT` succeeds and leaves exactly the two binaries in `out`, faithful
+/// copies of the built ones.
+fn release_bins_into(env: &TestEnv, out: &Path) {
+    let bins = ["app-admin", "app-cli"];
+    env.run(&["--release", "--bins", "-o", &s(out)]).success();
+    assert_tree(out, &bins);
+    assert_copies(&env.target().join("release"), out, &bins);
+}
+
+/// `PREFIX… -o OUT FLAGS…` into a fresh `case<i>` out-dir, which must succeed: the out-dir and
+/// the run.
+fn case_run(env: &TestEnv, i: usize, prefix: &[&str], flags: &[&str]) -> (PathBuf, Run) {
+    let out = env.out(&format!("case{i}"));
+    let o = s(&out);
+    let run = env.run(&[prefix, &["-o", &o], flags].concat());
+    run.success();
+    (out, run)
+}
+
+/// Selects the `cdylib` of the `ffi-core` package.
+const FFI_CDYLIB: &[&str] = &["-p", "ffi-core", "--crate-type", "cdylib"];
+
 #[test]
 fn bins_selects_all_binaries() {
     let env = TestEnv::shared(Fixture::Ws);
     let out = env.out("dist");
-    env.run(&["--release", "--bins", "-o", &s(&out)]).success();
-    assert_tree(&out, &["app-admin", "app-cli"]);
-    assert_copies(
-        &env.target().join("release"),
-        &out,
-        &["app-admin", "app-cli"],
-    );
+    release_bins_into(&env, &out);
 }
 
 #[test]
@@ -258,17 +274,9 @@ fn example_lands_flat_in_out_dir() {
 fn custom_profile_package_and_crate_type() {
     let env = TestEnv::shared(Fixture::Ws);
     let out = env.out("dist");
-    env.run(&[
-        "--profile",
-        "dist",
-        "-p",
-        "ffi-core",
-        "--crate-type",
-        "cdylib",
-        "-o",
-        &s(&out),
-    ])
-    .success();
+    let o = s(&out);
+    env.run(&[&["--profile", "dist"], FFI_CDYLIB, &["-o", &o]].concat())
+        .success();
     assert_tree(&out, &["libffi_core.so"]);
     assert_same_file(
         &env.target().join("dist/libffi_core.so"),
@@ -323,11 +331,7 @@ fn crate_type_filters() {
         (&["--crate-type", "example"], &["demo"]),
     ];
     for (i, (flags, expected)) in cases.iter().enumerate() {
-        let out = env.out(&format!("case{i}"));
-        let o = s(&out);
-        let mut args = vec!["--release", "-o", &o];
-        args.extend_from_slice(flags);
-        env.run(&args).success();
+        let (out, _) = case_run(&env, i, &["--release"], flags);
         assert_tree(&out, expected);
         for name in *expected {
             let src = if *name == "demo" {
@@ -405,11 +409,7 @@ fn package_selection() {
         ),
     ];
     for (i, (flags, expected)) in cases.iter().enumerate() {
-        let out = env.out(&format!("case{i}"));
-        let o = s(&out);
-        let mut args = vec!["--release", "-o", &o];
-        args.extend_from_slice(flags);
-        env.run(&args).success();
+        let (out, _) = case_run(&env, i, &["--release"], flags);
         assert_tree(&out, expected);
         assert_copies(&release, &out, expected);
     }
@@ -449,11 +449,7 @@ fn profile_directory_mapping() {
         (&["--profile", "dist"], "dist"),
     ];
     for (i, (flags, dir)) in cases.iter().enumerate() {
-        let out = env.out(&format!("case{i}"));
-        let o = s(&out);
-        let mut args = vec!["-o", &o];
-        args.extend_from_slice(flags);
-        env.run(&args).success();
+        let (out, _) = case_run(&env, i, &[], flags);
         assert_tree(&out, WS_SHIPPABLE);
         assert_copies(&env.target().join(dir), &out, WS_SHIPPABLE);
     }
@@ -570,17 +566,10 @@ fn manifest_path_from_another_directory() {
 fn out_dir_is_created_with_parents_and_may_exist() {
     let env = TestEnv::shared(Fixture::Ws);
     let out = env.out("a/b/c");
-    env.run(&["--release", "--bins", "-o", &s(&out)]).success();
-    assert_tree(&out, &["app-admin", "app-cli"]);
+    release_bins_into(&env, &out);
     // existing out-dir, stale file at a destination: overwritten
     fs::write(out.join("app-cli"), b"stale").unwrap();
-    env.run(&["--release", "--bins", "-o", &s(&out)]).success();
-    assert_tree(&out, &["app-admin", "app-cli"]);
-    assert_copies(
-        &env.target().join("release"),
-        &out,
-        &["app-admin", "app-cli"],
-    );
+    release_bins_into(&env, &out);
 }
 
 #[test]
@@ -595,12 +584,7 @@ fn jobs_and_quiet() {
     .iter()
     .enumerate()
     {
-        let out = env.out(&format!("case{i}"));
-        let o = s(&out);
-        let mut args = vec!["--release", "-o", &o];
-        args.extend_from_slice(flags);
-        let run = env.run(&args);
-        run.success();
+        let (out, run) = case_run(&env, i, &["--release"], flags);
         if flags.contains(&"-q") || flags.contains(&"--quiet") {
             run.stderr_empty();
         }
@@ -1029,39 +1013,27 @@ fn partial_failure_exits_1_and_copies_the_rest() {
 #[test]
 fn missing_artifact_names_path_and_build_command() {
     let env = TestEnv::fixture(Fixture::Ws); // never built
-    let run = env.run(&[
-        "--release",
-        "-p",
-        "ffi-core",
-        "--crate-type",
-        "cdylib",
-        "-o",
-        "dist",
-    ]);
-    run.code(2)
-        .stderr_has("libffi_core.so")
-        .stderr_has("cargo build --release");
-    assert!(
-        run.stderr.contains("release/libffi_core.so"),
-        "should name the missing path:\n{}",
-        run.stderr
-    );
-    assert_not_exists(&env.path("dist"));
-
-    let run = env.run(&[
-        "--profile",
-        "dist",
-        "-p",
-        "ffi-core",
-        "--crate-type",
-        "cdylib",
-        "-o",
-        "dist",
-    ]);
-    run.code(2)
-        .stderr_has("dist/libffi_core.so")
-        .stderr_has("cargo build --profile dist");
-    assert_not_exists(&env.path("dist"));
+    for (profile, missing, build) in [
+        (
+            &["--release"][..],
+            "release/libffi_core.so",
+            "cargo build --release",
+        ),
+        (
+            &["--profile", "dist"][..],
+            "dist/libffi_core.so",
+            "cargo build --profile dist",
+        ),
+    ] {
+        let run = env.run(&[profile, FFI_CDYLIB, &["-o", "dist"]].concat());
+        run.code(2).stderr_has("libffi_core.so").stderr_has(build);
+        assert!(
+            run.stderr.contains(missing),
+            "should name the missing path:\n{}",
+            run.stderr
+        );
+        assert_not_exists(&env.path("dist"));
+    }
 }
 
 #[test]

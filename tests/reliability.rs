@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use common::{
     as_nobody, assert_final_files_whole, assert_no_temps, bin_command, bytes, entries,
     io_uring_runs_here, is_root, mount, nobody_sh, note, put, reason, run_cmd, send_signal, skip,
-    spawn, summary_of, umount_lazy, Done, Scratch, Tmpfs, Variant, BIN, NOBODY,
+    spawn, summary_of, this_test, umount_lazy, Done, Scratch, Tmpfs, Variant, BIN, NOBODY,
 };
 use serde_json::Value;
 use tempfile::TempDir;
@@ -150,12 +150,7 @@ fn case01_missing_pattern_source_or_from_dir_exits_2_before_any_write() {
 /// to uid 65534 (root reads anything) and the binary to run. The build dir may be private (e.g.
 /// under /root): then a copy of the binary in `root` is used. `None`: the setup cannot be had
 /// here, and the skip has been printed.
-fn unprivileged(
-    name: &str,
-    root: &Path,
-    readable: &Path,
-    unreadable: &Path,
-) -> Option<(bool, PathBuf)> {
+fn unprivileged(root: &Path, readable: &Path, unreadable: &Path) -> Option<(bool, PathBuf)> {
     let drop_privs = is_root();
     let mut bin = PathBuf::from(BIN);
     if drop_privs {
@@ -171,7 +166,7 @@ fn unprivileged(
             Ok(true) => {}
             Ok(false) => {
                 skip(
-                    name,
+                    &this_test(),
                     &format!(
                         "as uid {NOBODY} the setup is not as needed (a readable source, an \
                          unreadable one, a writable out-dir parent and an executable binary at {})",
@@ -181,12 +176,15 @@ fn unprivileged(
                 return None;
             }
             Err(e) => {
-                skip(name, &e);
+                skip(&this_test(), &e);
                 return None;
             }
         }
     } else if fs::File::open(unreadable).is_ok() {
-        skip(name, "a mode-000 source is still readable to this user");
+        skip(
+            &this_test(),
+            "a mode-000 source is still readable to this user",
+        );
         return None;
     }
     Some((drop_privs, bin))
@@ -203,7 +201,6 @@ fn unprivileged_cmd(bin: &Path, root: &Path) -> Command {
 }
 
 fn case02_unreadable_source_is_reported_others_copied_exit_1(engine: Variant) {
-    const NAME: &str = "case02_unreadable_source_is_reported_others_copied_exit_1";
     let t = tmp();
     let root = t.path();
     fs::set_permissions(root, fs::Permissions::from_mode(0o777)).unwrap();
@@ -215,7 +212,7 @@ fn case02_unreadable_source_is_reported_others_copied_exit_1(engine: Variant) {
     let secret = src.join("b_secret.txt");
     fs::set_permissions(&secret, fs::Permissions::from_mode(0o000)).unwrap();
 
-    let Some((drop_privs, bin)) = unprivileged(NAME, root, &src.join("a.txt"), &secret) else {
+    let Some((drop_privs, bin)) = unprivileged(root, &src.join("a.txt"), &secret) else {
         return;
     };
 
@@ -278,7 +275,6 @@ method_cases!(case02_unreadable_source_is_reported_others_copied_exit_1);
 /// reported like an unreadable file, the rest is copied, exit 1. Into an out-dir that already
 /// holds files the plan is complete before any write: planning fails, exit 2, nothing written.
 fn case02_unreadable_source_directory_streamed_is_reported_others_copied(engine: Variant) {
-    const NAME: &str = "case02_unreadable_source_directory_streamed_is_reported_others_copied";
     let t = tmp();
     let root = t.path();
     fs::set_permissions(root, fs::Permissions::from_mode(0o777)).unwrap();
@@ -289,7 +285,7 @@ fn case02_unreadable_source_directory_streamed_is_reported_others_copied(engine:
     let locked = src.join("locked");
     fs::set_permissions(&locked, fs::Permissions::from_mode(0o000)).unwrap();
 
-    let Some((drop_privs, bin)) = unprivileged(NAME, root, &src.join("a.txt"), &locked) else {
+    let Some((drop_privs, bin)) = unprivileged(root, &src.join("a.txt"), &locked) else {
         return;
     };
     let command = |out: &Path, engine: Variant| {
@@ -578,7 +574,6 @@ fn case04_pattern_naming_the_out_dir_never_copies_it_into_itself() {
 // =============================================================================================
 
 fn case05_disk_full_exits_1_without_partial_or_temporary_files(engine: Variant) {
-    const NAME: &str = "case05_disk_full_exits_1_without_partial_or_temporary_files";
     let t = tmp();
     let src = t.path().join("src");
     put(&src.join("a_small.txt"), &bytes(10_000, 51));
@@ -593,7 +588,7 @@ fn case05_disk_full_exits_1_without_partial_or_temporary_files(engine: Variant) 
     let mnt = t.path().join("mnt");
     let _fs = match Tmpfs::mount(&mnt, "2m") {
         Ok(m) => m,
-        Err(e) => return skip(NAME, &e),
+        Err(e) => return skip(&this_test(), &e),
     };
     for json in [true, false] {
         let out = mnt.join("out");
@@ -657,14 +652,13 @@ fn case05_disk_full_exits_1_without_partial_or_temporary_files(engine: Variant) 
 method_cases!(case05_disk_full_exits_1_without_partial_or_temporary_files);
 
 fn case05_disk_full_keeps_the_previous_version_of_a_file(engine: Variant) {
-    const NAME: &str = "case05_disk_full_keeps_the_previous_version_of_a_file";
     let t = tmp();
     let src = t.path().join("src");
     put(&src.join("big.bin"), &bytes(3 << 20, 55));
     let mnt = t.path().join("mnt");
     let _fs = match Tmpfs::mount(&mnt, "2m") {
         Ok(m) => m,
-        Err(e) => return skip(NAME, &e),
+        Err(e) => return skip(&this_test(), &e),
     };
     let out = mnt.join("out");
     let _ = fs::remove_dir_all(&out);
@@ -727,7 +721,6 @@ fn big_tree_root() -> &'static Path {
 }
 
 fn case06_sigint_and_sigterm_stop_promptly_leaving_only_whole_files(engine: Variant) {
-    const NAME: &str = "case06_sigint_and_sigterm_stop_promptly_leaving_only_whole_files";
     let t = tmp();
     let root = big_tree_root();
     let src = root.join("src");
@@ -793,7 +786,8 @@ fn case06_sigint_and_sigterm_stop_promptly_leaving_only_whole_files(engine: Vari
             whole < 3004,
             "everything was copied: the signal came too late ({engine})"
         );
-        note(&format!("{NAME}: {engine} signal {sig} during {phase}: stopped in {took:?}, {whole} whole files kept"
+        note(&format!(
+            "{engine} signal {sig} during {phase}: stopped in {took:?}, {whole} whole files kept"
         ));
     }
 }
@@ -803,12 +797,32 @@ method_cases!(case06_sigint_and_sigterm_stop_promptly_leaving_only_whole_files);
 // Case 7: source file changing while copied
 // =============================================================================================
 
+/// `n` small files in `src/a/`, walked before the file that changes.
+fn small_files(src: &Path, n: u64) {
+    for i in 0..n {
+        put(&src.join(format!("a/{i:04}.txt")), &bytes(512, i));
+    }
+}
+
+/// A run of `engine` with one worker, JSON output, from `cwd/src` into `out`, started.
+fn spawn_one_worker(cwd: &Path, out: &Path, engine: Variant) -> common::Proc {
+    let mut c = bin_command(cwd);
+    c.arg("-o").arg(out).args(engine.args()).args([
+        "--from",
+        "src",
+        "-j",
+        "1",
+        "--message-format",
+        "json",
+        "**",
+    ]);
+    spawn(c)
+}
+
 fn case07_source_truncated_during_the_run_is_reported_not_copied_short(engine: Variant) {
     let t = tmp();
     let src = t.path().join("src");
-    for i in 0..2000 {
-        put(&src.join(format!("a/{i:04}.txt")), &bytes(512, i));
-    }
+    small_files(&src, 2000);
     // Last in the (sorted) walk, and under the 1 MiB from which files are queued first: with
     // one worker it is copied after the 2000 others, well after the truncation below.
     let victim = src.join("z/z_changing.bin");
@@ -818,17 +832,7 @@ fn case07_source_truncated_during_the_run_is_reported_not_copied_short(engine: V
     // written (a new one would be copied while the walk runs, and the victim, walked last,
     // would be planned after the truncation). So `a/` appearing means planning is over.
     put(&out.join("already-here.txt"), b"kept");
-    let mut c = bin_command(t.path());
-    c.arg("-o").arg(&out).args(engine.args()).args([
-        "--from",
-        "src",
-        "-j",
-        "1",
-        "--message-format",
-        "json",
-        "**",
-    ]);
-    let mut p = spawn(c);
+    let mut p = spawn_one_worker(t.path(), &out, engine);
     while !out.join("a").exists() && !p.exited() {
         std::thread::sleep(Duration::from_micros(200));
     }
@@ -880,27 +884,14 @@ fn assert_copied_sizes_match_json(lines: &[Value]) {
 }
 
 fn case07_source_growing_during_the_copy_is_reported_or_copied_consistently(engine: Variant) {
-    const NAME: &str = "case07_source_growing_during_the_copy_is_reported_or_copied_consistently";
     let t = tmp();
     let src = t.path().join("src");
-    for i in 0..400 {
-        put(&src.join(format!("a/{i:04}.txt")), &bytes(512, i));
-    }
+    small_files(&src, 400);
     let victim = src.join("z_growing.bin");
     let planned = bytes(8 << 20, 71);
     put(&victim, &planned);
     let out = t.path().join(format!("out-grow-{engine}"));
-    let mut c = bin_command(t.path());
-    c.arg("-o").arg(&out).args(engine.args()).args([
-        "--from",
-        "src",
-        "-j",
-        "1",
-        "--message-format",
-        "json",
-        "**",
-    ]);
-    let mut p = spawn(c);
+    let mut p = spawn_one_worker(t.path(), &out, engine);
     while !out.exists() && !p.exited() {
         std::thread::sleep(Duration::from_micros(200));
     }
@@ -937,7 +928,7 @@ fn case07_source_growing_during_the_copy_is_reported_or_copied_consistently(engi
             "not the planned snapshot ({engine})"
         );
         note(&format!(
-            "{NAME}: {engine}: copied a consistent snapshot of the planned size"
+            "{engine}: copied a consistent snapshot of the planned size"
         ));
     } else {
         d.expect_code(1, engine);
@@ -948,7 +939,7 @@ fn case07_source_growing_during_the_copy_is_reported_or_copied_consistently(engi
             "{err}"
         );
         assert!(fs::symlink_metadata(&dst).is_err(), "{engine}");
-        note(&format!("{NAME}: {engine}: reported: {err}"));
+        note(&format!("{engine}: reported: {err}"));
     }
 }
 method_cases!(case07_source_growing_during_the_copy_is_reported_or_copied_consistently);
@@ -1352,9 +1343,7 @@ fn case12_concurrent_runs_leave_every_file_whole_from_one_version(ea: Variant, e
 
 /// Case 12 as named cases: both runs portable, both io-uring, one of each.
 mod case12_concurrent_runs_leave_every_file_whole_from_one_version {
-    use super::{io_uring_runs_here, Variant};
-
-    const NAME: &str = "case12_concurrent_runs_leave_every_file_whole_from_one_version";
+    use super::{io_uring_runs_here, this_test, Variant};
 
     #[test]
     fn case_portable() {
@@ -1366,7 +1355,7 @@ mod case12_concurrent_runs_leave_every_file_whole_from_one_version {
 
     #[test]
     fn case_io_uring() {
-        if io_uring_runs_here(&format!("{NAME}::case_io_uring")) {
+        if io_uring_runs_here(&this_test()) {
             super::case12_concurrent_runs_leave_every_file_whole_from_one_version(
                 Variant::IoUringAuto,
                 Variant::IoUringAuto,
@@ -1376,7 +1365,7 @@ mod case12_concurrent_runs_leave_every_file_whole_from_one_version {
 
     #[test]
     fn case_portable_with_io_uring() {
-        if io_uring_runs_here(&format!("{NAME}::case_portable_with_io_uring")) {
+        if io_uring_runs_here(&this_test()) {
             super::case12_concurrent_runs_leave_every_file_whole_from_one_version(
                 Variant::Portable,
                 Variant::IoUringAuto,
@@ -1474,7 +1463,6 @@ fn count_fsyncs(root: &Path, args: &[&str]) -> Result<(u64, Done), String> {
 }
 
 fn case13_fsync_flushes_every_file_and_directory_strace(engine: Variant) {
-    const NAME: &str = "case13_fsync_flushes_every_file_and_directory_strace";
     let t = tmp();
     let root = t.path();
     let src = root.join("src");
@@ -1495,7 +1483,7 @@ fn case13_fsync_flushes_every_file_and_directory_strace(engine: Variant) {
         ],
     ) {
         Ok(r) => r,
-        Err(why) => return skip(NAME, &why),
+        Err(why) => return skip(&this_test(), &why),
     };
     d.expect_code(0, engine);
     let (without, d) = count_fsyncs(
@@ -1527,7 +1515,7 @@ fn case13_fsync_flushes_every_file_and_directory_strace(engine: Variant) {
         );
     }
     note(&format!(
-        "{NAME}: {engine}: {with} fsync calls with --fsync, {without} without"
+        "{engine}: {with} fsync calls with --fsync, {without} without"
     ));
 }
 engine_cases!(case13_fsync_flushes_every_file_and_directory_strace);
@@ -1642,13 +1630,12 @@ const IORING_OP_FSYNC: u8 = 3;
 
 #[test]
 fn case13_fsync_io_uring_submits_an_fsync_for_every_file_tracefs() {
-    const NAME: &str = "case13_fsync_io_uring_submits_an_fsync_for_every_file_tracefs";
-    if !io_uring_runs_here(NAME) {
+    if !io_uring_runs_here(&this_test()) {
         return;
     }
     let trace = match UringTrace::new(IORING_OP_FSYNC) {
         Ok(t) => t,
-        Err(why) => return skip(NAME, &why),
+        Err(why) => return skip(&this_test(), &why),
     };
     let t = tmp();
     let root = t.path();
@@ -1678,7 +1665,7 @@ fn case13_fsync_io_uring_submits_an_fsync_for_every_file_tracefs() {
     );
     assert_eq!(counts[1], 0, "IORING_OP_FSYNC without --fsync");
     note(&format!(
-        "{NAME}: {} IORING_OP_FSYNC submissions with --fsync, {} without",
+        "{} IORING_OP_FSYNC submissions with --fsync, {} without",
         counts[0], counts[1]
     ));
 }

@@ -23,9 +23,18 @@ pub fn skip(test: &str, reason: &str) {
     let _ = writeln!(io::stderr(), "SKIP {test}: {reason}");
 }
 
-/// A line for the test log (on the real stderr, like [`skip`]).
+/// The running test's name (libtest names each test's thread after it): for `SKIP` lines and
+/// notes, without a constant that repeats the function's name.
+pub fn this_test() -> String {
+    std::thread::current()
+        .name()
+        .unwrap_or("this test")
+        .to_owned()
+}
+
+/// A line for the test log, after the running test's name (on the real stderr, like [`skip`]).
 pub fn note(line: &str) {
-    let _ = writeln!(io::stderr(), "{line}");
+    let _ = writeln!(io::stderr(), "{}: {line}", this_test());
 }
 
 /// Whether this runs in CI (`CI` set to anything but empty, `0` or `false`, as CI services do).
