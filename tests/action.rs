@@ -776,7 +776,10 @@ fn action_yml_has_the_documented_interface() {
             "build",
             "args",
             "version",
-            "release-base-url"
+            "release-base-url",
+            "checksums",
+            "archive",
+            "archive-name"
         ]
     );
     let required: Vec<&str> = a
@@ -789,7 +792,18 @@ fn action_yml_has_the_documented_interface() {
     let profile = a.inputs.iter().find(|i| i.name == "profile").unwrap();
     assert_eq!(profile.default.as_deref(), Some("release"));
     let outputs: Vec<&str> = a.outputs.iter().map(|(k, _)| k.as_str()).collect();
-    assert_eq!(outputs, ["files", "bytes", "engine", "out-dir", "manifest"]);
+    assert_eq!(
+        outputs,
+        [
+            "files",
+            "bytes",
+            "engine",
+            "out-dir",
+            "manifest",
+            "archive",
+            "checksums-file"
+        ]
+    );
 
     let description = a.doc["description"].as_str().expect("description");
     assert!(!description.contains('\n') && description.len() < 200);
@@ -1597,39 +1611,45 @@ fn asset_name() -> String {
 }
 
 /// A release directory laid out like GitHub's release downloads, `v<version>/<asset>` and
-/// `v<version>/<asset>.sha256`, holding this build's binary: made once per test binary.
+/// `v<version>/<asset>.sha256`, made by the project's own staging command from this build's
+/// binary (`cargo fastcp --archive`, as .github/workflows/release.yml does): once per test binary.
 fn release_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join("action-release");
         let _ = fs::remove_dir_all(&base);
         let stem = format!("cargo-fastcp-{VERSION}-{TARGET}");
-        let staged = base.join("staged").join(&stem);
-        fs::create_dir_all(&staged).unwrap();
-        fs::copy(BIN, staged.join("cargo-fastcp")).unwrap();
         let release = base.join("release");
         let assets = release.join(format!("v{VERSION}"));
-        fs::create_dir_all(&assets).unwrap();
-        let out = Command::new("tar")
-            .arg("-czf")
-            .arg(assets.join(asset_name()))
-            .arg("-C")
-            .arg(base.join("staged"))
-            .arg(&stem)
+        let bin = Path::new(BIN);
+        let out = Command::new(BIN)
+            .arg("fastcp")
+            .arg("--from")
+            .arg(bin.parent().unwrap())
+            .arg("--out-dir")
+            .arg(base.join("stage").join(&stem))
+            .args([
+                "--archive",
+                "tar.gz",
+                "--archive-name",
+                &stem,
+                "--archive-dir",
+            ])
+            .arg(&assets)
+            .arg(bin.file_name().unwrap())
             .output()
-            .expect("run tar");
+            .expect("run cargo-fastcp");
         assert!(
             out.status.success(),
-            "{}",
+            "cargo fastcp --archive: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let out = Command::new("sha256sum")
-            .arg(asset_name())
-            .current_dir(&assets)
-            .output()
-            .expect("run sha256sum");
-        assert!(out.status.success());
-        fs::write(assets.join(format!("{}.sha256", asset_name())), &out.stdout).unwrap();
+        let mut made: Vec<String> = fs::read_dir(&assets)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        made.sort();
+        assert_eq!(made, [asset_name(), format!("{}.sha256", asset_name())]);
         release
     })
 }
@@ -2328,4 +2348,68 @@ fn a_hostile_release_base_url_is_only_data() {
         "{}",
         r.log()
     );
+}
+
+#[test]
+fn archives_and_checksums_become_outputs_and_summary_rows() {
+    let sb = Sandbox::new(true);
+    let r = sb.run(&[
+        ("out-dir", "dist"),
+        ("bins", "single-tool"),
+        ("patterns", "README.md"),
+        ("checksums", "sha256"),
+        ("archive", "tar.gz, zip"),
+        ("archive-name", "single-{version}"),
+    ]);
+    r.assert_ok();
+    let out_dir = sb.workspace.join("dist");
+    let archives: Vec<&str> = r.output("archive").lines().collect();
+    assert_eq!(archives.len(), 2, "{}", r.log());
+    let mut names = Vec::new();
+    for a in &archives {
+        let path = Path::new(a);
+        assert!(path.is_absolute() && path.is_file(), "{a}");
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        // The digest the summary shows is the one in <archive>.sha256.
+        let sha = fs::read_to_string(format!("{a}.sha256")).unwrap();
+        let digest = sha.split_whitespace().next().unwrap();
+        assert!(
+            r.summary
+                .contains(&format!("| <code>{name}</code> | <code>{digest}</code> |")),
+            "{}",
+            r.summary
+        );
+        names.push(name);
+    }
+    names.sort();
+    assert_eq!(names, ["single-0.1.0.tar.gz", "single-0.1.0.zip"]);
+    assert_eq!(
+        r.output("checksums-file"),
+        out_dir.join("SHA256SUMS").to_str().unwrap()
+    );
+    assert!(
+        r.summary.contains("| <code>SHA256SUMS</code> | |"),
+        "{}",
+        r.summary
+    );
+    // The manifest gets the digests and the bundle too.
+    let lines = manifest_lines(r.output("manifest"));
+    let summary = lines.last().unwrap();
+    assert_eq!(summary["reason"], "summary");
+    assert_eq!(
+        summary["archives"].as_array().map(Vec::len),
+        Some(2),
+        "{summary}"
+    );
+    assert!(lines[0]["sha256"].is_string(), "{}", lines[0]);
+
+    // Without bundle inputs the outputs are there, and empty.
+    let r = sb.run(&[
+        ("out-dir", "dist2"),
+        ("patterns", "README.md"),
+        ("profile", ""),
+    ]);
+    r.assert_ok();
+    assert_eq!(r.output("archive"), "");
+    assert_eq!(r.output("checksums-file"), "");
 }

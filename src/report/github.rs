@@ -11,11 +11,12 @@ use std::hash::{BuildHasher, Hasher};
 use std::io::BufWriter;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 
+use crate::bundle::{Digests, Outputs};
 use crate::config::{Config, GithubStep};
 use crate::engine::{Event, EventSink, Summary};
-use crate::plan::{Op, Plan};
+use crate::plan::{Job, Op, Plan};
 use crate::report::{self, human_bytes, Reporter};
 
 /// `--manifest` names a file that cannot be created.
@@ -51,6 +52,7 @@ pub fn for_run<'p>(
         cfg,
         manifest,
         out_dir: absolute(&plan.out_dir),
+        bundled: OnceLock::new(),
         state: Mutex::new(State::default()),
     }))
 }
@@ -65,6 +67,8 @@ struct Github<'p> {
     manifest: Option<Box<dyn Reporter + 'p>>,
     /// The out-dir, absolute: the `out-dir` output.
     out_dir: PathBuf,
+    /// `--archive`/`--checksums`: what was written after the copy.
+    bundled: OnceLock<Outputs>,
     state: Mutex<State>,
 }
 
@@ -76,6 +80,8 @@ struct State {
     rows: Vec<usize>,
     /// Failed jobs (`None`: a failure no job owns, e.g. an unreadable directory) and why.
     failures: Vec<(Option<usize>, String)>,
+    /// `--update`: files already in place, left alone.
+    unchanged: usize,
 }
 
 impl Github<'_> {
@@ -127,13 +133,13 @@ impl Github<'_> {
         let state = self.state();
         let out_dir = &self.out_dir;
         let mut problems = Vec::new();
+        let bundled = self.bundled.get();
         if let Err(e) = write_outputs(
             self.step,
             self.cfg,
             out_dir,
-            totals.files,
-            totals.bytes,
-            totals.engine,
+            (totals.files, totals.bytes, totals.engine),
+            bundled,
         ) {
             problems.push(e);
         }
@@ -243,10 +249,34 @@ impl Github<'_> {
             let _ = write!(md, " in {ms} ms");
         }
         md.push('.');
+        if state.unchanged > 0 {
+            let _ = write!(md, " {} file(s) were already in place.", state.unchanged);
+        }
         if t.errors > 0 {
             let _ = write!(md, " **{} error(s).**", t.errors);
         }
         md.push_str("\n\n");
+        if let Some(b) = self.bundled.get() {
+            if !b.archives.is_empty() || b.checksums_file.is_some() {
+                md.push_str("| bundle | SHA-256 |\n| --- | --- |\n");
+                for a in &b.archives {
+                    let _ = writeln!(
+                        md,
+                        "| <code>{}</code> | <code>{}</code> |",
+                        md_cell(&self.shown(&a.path).to_string_lossy()),
+                        md_cell(&a.sha256)
+                    );
+                }
+                if let Some(c) = &b.checksums_file {
+                    let _ = writeln!(
+                        md,
+                        "| <code>{}</code> | |",
+                        md_cell(&self.shown(c).to_string_lossy())
+                    );
+                }
+                md.push('\n');
+            }
+        }
         if !state.rows.is_empty() {
             md.push_str("| artifact | kind | size |\n| --- | --- | ---: |\n");
             for &i in &state.rows {
@@ -415,6 +445,32 @@ impl Reporter for Github<'_> {
     fn as_sink(&self) -> &dyn EventSink {
         self
     }
+
+    fn skipped(&self, jobs: &[Job]) {
+        if let Some(m) = &self.manifest {
+            m.skipped(jobs);
+        }
+        self.state().unchanged += jobs.iter().filter(|j| j.op != Op::Dir).count();
+    }
+
+    fn digests(&self, digests: Arc<Digests>) {
+        if let Some(m) = &self.manifest {
+            m.digests(digests);
+        }
+    }
+
+    fn bundled(&self, outputs: &Outputs) {
+        if let Some(m) = &self.manifest {
+            m.bundled(outputs);
+        }
+        for a in &outputs.archives {
+            log(&format!("archive {:?} (SHA-256 {})", a.path, a.sha256));
+        }
+        if let Some(c) = &outputs.checksums_file {
+            log(&format!("checksums {c:?}"));
+        }
+        let _ = self.bundled.set(outputs.clone());
+    }
 }
 
 /// A run that failed before copying (a selection or planning error, exit code `code`): the
@@ -433,7 +489,7 @@ pub fn failed(cfg: &Config, step: &GithubStep, cause: &str, code: u8) {
             problems.push(format!("{}: {e}", m.display()));
         }
     }
-    if let Err(e) = write_outputs(step, cfg, &out_dir, 0, 0, "") {
+    if let Err(e) = write_outputs(step, cfg, &out_dir, (0, 0, ""), None) {
         problems.push(e);
     }
     if let Some(path) = &step.summary {
@@ -472,13 +528,14 @@ fn run_file(step: &GithubStep, cfg: &Config) -> Option<String> {
     })
 }
 
+/// The step's outputs: `(files, bytes, engine)` of the run, and what `--archive` and
+/// `--checksums` wrote (`archive`: one path per line).
 fn write_outputs(
     step: &GithubStep,
     cfg: &Config,
     out_dir: &Path,
-    files: usize,
-    bytes: u64,
-    engine: &str,
+    (files, bytes, engine): (usize, u64, &str),
+    bundled: Option<&Outputs>,
 ) -> Result<(), String> {
     let manifest = cfg
         .manifest
@@ -486,12 +543,27 @@ fn write_outputs(
         .map(|m| absolute(m).to_string_lossy().into_owned())
         .unwrap_or_default();
     let out_dir = out_dir.to_string_lossy();
-    let outputs: [(&str, &str); 5] = [
+    let archives = bundled
+        .map(|b| {
+            b.archives
+                .iter()
+                .map(|a| absolute(&a.path).to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default();
+    let checksums = bundled
+        .and_then(|b| b.checksums_file.as_deref())
+        .map(|p| absolute(p).to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let outputs: [(&str, &str); 7] = [
         ("files", &files.to_string()),
         ("bytes", &bytes.to_string()),
         ("engine", engine),
         ("out-dir", &out_dir),
         ("manifest", &manifest),
+        ("archive", &archives),
+        ("checksums-file", &checksums),
     ];
     append(&step.output, &file_command(&outputs))
 }
