@@ -751,6 +751,49 @@ fn manifest_lines(path: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
+impl Sandbox {
+    /// A stand-in tool of this version in the tool cache that prints [`SUMMARY_OK`]: returns
+    /// the file its arguments go to (see [`read_argv`]).
+    fn stub_cached_tool(&self) -> PathBuf {
+        let argv_file = self.root.join("argv");
+        stub_tool(
+            &cached_bin(&self.tool_cache, VERSION),
+            VERSION,
+            &argv_file,
+            SUMMARY_OK,
+            0,
+        );
+        argv_file
+    }
+
+    /// The arguments the last `cargo install` got, one a line.
+    fn cargo_install_log(&self) -> Vec<String> {
+        fs::read_to_string(&self.cargo_log)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// What the action passes to `cargo install` to put a build for this host into the tool
+    /// cache under `version`, then `what` (`--path REPO`, or the crate and its version).
+    fn install_args(&self, version: &str, what: &[&str]) -> Vec<String> {
+        let root = self.tool_cache.join(format!("cargo-fastcp/{version}/x64"));
+        let build_dir = self.runner_temp.join("cargo-fastcp-build");
+        let head = [
+            "install",
+            "--locked",
+            "--root",
+            root.to_str().unwrap(),
+            "--target",
+            host_triple(),
+            "--target-dir",
+            build_dir.to_str().unwrap(),
+        ];
+        head.iter().chain(what).map(|a| a.to_string()).collect()
+    }
+}
+
 // ------------------------------------------------------------------------------------------
 // The action's definition
 
@@ -1121,14 +1164,7 @@ const SUMMARY_OK: &str =
 #[test]
 fn every_input_arrives_as_literal_arguments() {
     let sb = Sandbox::new(false);
-    let argv_file = sb.root.join("argv");
-    stub_tool(
-        &cached_bin(&sb.tool_cache, VERSION),
-        VERSION,
-        &argv_file,
-        SUMMARY_OK,
-        0,
-    );
+    let argv_file = sb.stub_cached_tool();
     let r = sb.run(&[
         ("out-dir", "o $(touch pwned)\n`id`"),
         (
@@ -1209,14 +1245,7 @@ fn every_input_arrives_as_literal_arguments() {
 #[test]
 fn defaults_and_explicit_profile_arguments() {
     let sb = Sandbox::new(false);
-    let argv_file = sb.root.join("argv");
-    stub_tool(
-        &cached_bin(&sb.tool_cache, VERSION),
-        VERSION,
-        &argv_file,
-        SUMMARY_OK,
-        0,
-    );
+    let argv_file = sb.stub_cached_tool();
     sb.run(&[("out-dir", "/abs/dist")]).assert_ok();
     assert_eq!(
         sb.argv_with_manifest(&argv_file),
@@ -1427,49 +1456,22 @@ fn another_version_is_installed_with_cargo_install() {
         ),
     );
     let tool_dir = |v: &str| sb.tool_cache.join(format!("cargo-fastcp/{v}/x64"));
-    let build_dir = sb.runner_temp.join("cargo-fastcp-build");
 
     let r = sb.run(&[("out-dir", "dist")]);
     r.assert_ok();
-    let log = fs::read_to_string(&sb.cargo_log).unwrap();
-    let root = tool_dir(VERSION);
     assert_eq!(
-        log.lines().collect::<Vec<_>>(),
-        [
-            "install",
-            "--locked",
-            "--root",
-            root.to_str().unwrap(),
-            "--target",
-            host_triple(),
-            "--target-dir",
-            build_dir.to_str().unwrap(),
-            "--path",
-            REPO
-        ]
+        sb.cargo_install_log(),
+        sb.install_args(VERSION, &["--path", REPO])
     );
     assert_eq!(r.step_outputs["install"]["bin"], stale.to_str().unwrap());
     assert!(read_argv(&argv_file).starts_with(&["fastcp".to_owned()]));
 
     let r = sb.run(&[("out-dir", "dist"), ("version", "v9.8.7")]);
     r.assert_ok();
-    let log = fs::read_to_string(&sb.cargo_log).unwrap();
     let root = tool_dir("9.8.7");
     assert_eq!(
-        log.lines().collect::<Vec<_>>(),
-        [
-            "install",
-            "--locked",
-            "--root",
-            root.to_str().unwrap(),
-            "--target",
-            host_triple(),
-            "--target-dir",
-            build_dir.to_str().unwrap(),
-            "cargo-fastcp",
-            "--version",
-            "9.8.7"
-        ]
+        sb.cargo_install_log(),
+        sb.install_args("9.8.7", &["cargo-fastcp", "--version", "9.8.7"])
     );
     assert_eq!(
         r.step_outputs["install"]["bin"],
@@ -1485,21 +1487,9 @@ fn another_version_is_installed_with_cargo_install() {
     // `latest` always asks cargo, which knows whether a newer release exists.
     sb.run(&[("out-dir", "dist"), ("version", "latest")])
         .assert_ok();
-    let log = fs::read_to_string(&sb.cargo_log).unwrap();
-    let root = tool_dir("latest");
     assert_eq!(
-        log.lines().collect::<Vec<_>>(),
-        [
-            "install",
-            "--locked",
-            "--root",
-            root.to_str().unwrap(),
-            "--target",
-            host_triple(),
-            "--target-dir",
-            build_dir.to_str().unwrap(),
-            "cargo-fastcp"
-        ]
+        sb.cargo_install_log(),
+        sb.install_args("latest", &["cargo-fastcp"])
     );
 }
 
@@ -1969,26 +1959,11 @@ fn an_unreleased_version_builds_the_actions_checkout_in_a_clean_environment() {
         "{log}"
     );
     assert_eq!(r.step_outputs["install"]["source"], "checkout");
-    let build_dir = sb.runner_temp.join("cargo-fastcp-build");
-    let args = fs::read_to_string(&sb.cargo_log).unwrap();
     assert_eq!(
-        args.lines().collect::<Vec<_>>(),
-        [
-            "install",
-            "--locked",
-            "--root",
-            sb.tool_cache
-                .join(format!("cargo-fastcp/{VERSION}/x64"))
-                .to_str()
-                .unwrap(),
-            "--target",
-            host_triple(),
-            "--target-dir",
-            build_dir.to_str().unwrap(),
-            "--path",
-            REPO
-        ]
+        sb.cargo_install_log(),
+        sb.install_args(VERSION, &["--path", REPO])
     );
+    let build_dir = sb.runner_temp.join("cargo-fastcp-build");
     let env = fs::read_to_string(&env_log).unwrap();
     let mut lines = env.lines();
     assert_eq!(
