@@ -234,6 +234,23 @@ once, so pages reported earlier are backed again; and puts the old value back at
         }
     }
 
+    /// A report section: its heading and its table's header. The first and the last column
+    /// (a name, the verification) are left-aligned, the numbers between them right-aligned.
+    fn table_head(report: &mut String, heading: &str, columns: &[&str]) {
+        let align: Vec<&str> = (0..columns.len())
+            .map(|i| {
+                if i == 0 || i + 1 == columns.len() {
+                    "---"
+                } else {
+                    "---:"
+                }
+            })
+            .collect();
+        let _ = writeln!(report, "\n### {heading}\n");
+        let _ = writeln!(report, "| {} |", columns.join(" | "));
+        let _ = writeln!(report, "|{}|", align.join("|"));
+    }
+
     fn min(v: &[f64]) -> f64 {
         v.iter().copied().fold(f64::INFINITY, f64::min)
     }
@@ -733,18 +750,27 @@ once, so pages reported earlier are backed again; and puts the old value back at
             .min_by(|a, b| a.0.total_cmp(&b.0));
         let ratio =
             |x: f64, base: Option<f64>| base.map_or("—".to_string(), |b| format!("{:.2}", x / b));
-        let _ = writeln!(
-            report,
-            "\n### {profile}: {} files, {:.1} MiB\n",
-            files.len(),
-            total as f64 / (1 << 20) as f64
-        );
-        let _ = writeln!(
-            report,
-            "| tool | median s | min s | ÷ cp -a | ÷ rsync -a | ÷ fastest peer{} | verify |",
+        let peer = format!(
+            "÷ fastest peer{}",
             fastest_peer.map_or(String::new(), |p| format!(" ({})", p.1))
         );
-        let _ = writeln!(report, "|---|---:|---:|---:|---:|---:|---|");
+        table_head(
+            report,
+            &format!(
+                "{profile}: {} files, {:.1} MiB",
+                files.len(),
+                total as f64 / (1 << 20) as f64
+            ),
+            &[
+                "tool",
+                "median s",
+                "min s",
+                "÷ cp -a",
+                "÷ rsync -a",
+                &peer,
+                "verify",
+            ],
+        );
         for r in rows {
             if let Some(why) = &r.unavailable {
                 let why = if why.contains("io-uring") {
@@ -991,17 +1017,15 @@ once, so pages reported earlier are backed again; and puts the old value back at
             }
         }
         let cp = median(&times[2]);
-        let _ = writeln!(
+        table_head(
             report,
-            "\n### staging: examples/demo-workspace release artifacts ({} files, {:.1} KiB)\n",
-            srcs.len(),
-            bytes as f64 / 1024.0
+            &format!(
+                "staging: examples/demo-workspace release artifacts ({} files, {:.1} KiB)",
+                srcs.len(),
+                bytes as f64 / 1024.0
+            ),
+            &["command", "median ms", "min ms", "÷ cp -p", "bytes check"],
         );
-        let _ = writeln!(
-            report,
-            "| command | median ms | min ms | ÷ cp -p | bytes check |"
-        );
-        let _ = writeln!(report, "|---|---:|---:|---:|---|");
         for (i, (name, _, _)) in cases.iter().enumerate() {
             let m = median(&times[i]);
             let _ = writeln!(
@@ -1205,17 +1229,24 @@ once, so pages reported earlier are backed again; and puts the old value back at
                 .write(true)
                 .open("/proc/sys/vm/drop_caches")
                 .is_ok();
-            let _ = writeln!(
+            super::table_head(
                 report,
-                "\n### ring vs Vec on bins: {} files, {:.1} MiB, one thread, 128 KiB chunks, one chunk in flight\n",
-                files.len(),
-                total as f64 / (1 << 20) as f64
+                &format!(
+                    "ring vs Vec on bins: {} files, {:.1} MiB, one thread, 128 KiB chunks, one chunk in flight",
+                    files.len(),
+                    total as f64 / (1 << 20) as f64
+                ),
+                &[
+                    "variant",
+                    "warm median s",
+                    "warm min s",
+                    "warm ÷ ring",
+                    "cold median s",
+                    "cold min s",
+                    "cold ÷ ring",
+                    "verify",
+                ],
             );
-            let _ = writeln!(
-                report,
-                "| variant | warm median s | warm min s | warm ÷ ring | cold median s | cold min s | cold ÷ ring | verify |"
-            );
-            let _ = writeln!(report, "|---|---:|---:|---:|---:|---:|---:|---|");
             let mut times = vec![[Vec::new(), Vec::new()]; VARIANTS.len()];
             let mut checks: Vec<Check> = VARIANTS.iter().map(|_| Check::default()).collect();
             for (c, cold) in [false, true].into_iter().enumerate() {
