@@ -5,7 +5,8 @@ use std::path::PathBuf;
 /// Something wrong with the selection or the plan; raised before anything is written (exit 2).
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
-    #[error("`cargo metadata` failed: {0}")]
+    /// Cargo's own message when cargo said why (see [`PlanError::metadata`]).
+    #[error("{0}")]
     Metadata(String),
     #[error("package `{spec}` is not a member of the workspace (members: {members})")]
     UnknownPackage { spec: String, members: String },
@@ -31,6 +32,8 @@ pub enum PlanError {
     FileDirConflict { dst: PathBuf, src: PathBuf },
     #[error("pattern `{pattern}` matched nothing under {}", .base.display())]
     NoMatch { pattern: String, base: PathBuf },
+    #[error("pattern `{pattern}` matched only excluded files under {} (see --exclude-glob)", .base.display())]
+    OnlyExcluded { pattern: String, base: PathBuf },
     #[error("invalid pattern `{pattern}`: {reason}")]
     BadPattern { pattern: String, reason: String },
     /// The cause is part of the message, not a `source()`: callers print one line, not a chain
@@ -63,6 +66,16 @@ pub enum PlanError {
     Stale(Vec<StaleArtifact>),
     #[error("--build: {0}")]
     Build(String),
+    /// A `-p`/`--exclude`/`--bin`/`--example` glob that matches nothing.
+    #[error("no {what} matches pattern `{pattern}` (available: {available})")]
+    NoSpecMatch {
+        what: &'static str,
+        pattern: String,
+        available: String,
+    },
+    /// An error with cargo's `help:` line under it.
+    #[error("{error}\n\nhelp: {help}")]
+    Help { error: Box<PlanError>, help: String },
 }
 
 /// An artifact older than a source cargo built it from.
@@ -108,6 +121,20 @@ fn missing_message(missing: &[(PathBuf, String)]) -> String {
 }
 
 impl PlanError {
+    /// `cargo metadata` failed: cargo's own error line(s) when cargo ran and said why (without
+    /// its `error:` prefix, which the caller prints once), else what kept it from running.
+    pub fn metadata(e: cargo_metadata::Error) -> Self {
+        if let cargo_metadata::Error::CargoMetadata { stderr } = &e {
+            let plain = anstream::adapter::strip_str(stderr).to_string();
+            let text = plain.trim();
+            let text = text.strip_prefix("error:").unwrap_or(text).trim_start();
+            if !text.is_empty() {
+                return PlanError::Metadata(text.to_string());
+            }
+        }
+        PlanError::Metadata(format!("`cargo metadata` failed: {e}"))
+    }
+
     pub fn io(path: impl Into<PathBuf>, cause: io::Error) -> Self {
         PlanError::Io {
             path: path.into(),

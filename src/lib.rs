@@ -13,6 +13,7 @@ pub mod plan;
 pub mod report;
 pub mod select;
 pub mod signal;
+pub mod spec;
 mod walk;
 
 pub use config::Config;

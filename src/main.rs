@@ -24,7 +24,7 @@ fn main() -> ExitCode {
                 .map_or(2, BuildFailed::exit_code);
             match &cfg.github {
                 Some(step) => report::github::failed(&cfg, step, &format!("{e:#}"), code),
-                None => report::diagnostic(report::Level::Error, &format!("{e:#}")),
+                None => report::planning_error(cfg.output, cfg.dry_run, &format!("{e:#}")),
             }
             ExitCode::from(code)
         }

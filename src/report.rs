@@ -552,7 +552,7 @@ impl Reporter for Human<'_> {
 
     fn warn(&self, text: &str) {
         if !self.quiet {
-            self.eprint(&format!("warning: {text}"));
+            self.eprint(&styled(Level::Warning, text));
         }
     }
 
@@ -583,11 +583,55 @@ struct Json<'p> {
     plan: &'p Plan,
     out: std::sync::Mutex<Box<dyn Write + Send + 'p>>,
     extras: Extras,
+    /// Relative paths go out joined to this, so `src` and `dst` are absolute.
+    cwd: Option<std::path::PathBuf>,
 }
 
 /// JSON lines written to `out` (a `--manifest` file) instead of stdout.
 pub fn json_to<'p>(plan: &'p Plan, out: Box<dyn Write + Send + 'p>) -> Box<dyn Reporter + 'p> {
     Box::new(Json::new(plan, out))
+}
+
+#[derive(Serialize)]
+struct ErrorLine<'a> {
+    reason: &'static str,
+    message: &'a str,
+}
+
+/// An error raised before anything was written (exit 2): on stderr as cargo prints one, and
+/// with `--message-format json` also on stdout, as a `{"reason":"error"}` line and then the
+/// summary (nothing copied, one error), so a script reading stdout always gets its summary.
+pub fn planning_error(output: Output, dry_run: bool, message: &str) {
+    diagnostic(Level::Error, message);
+    if output != Output::Json {
+        return;
+    }
+    let mut out = std::io::stdout().lock();
+    let error = ErrorLine {
+        reason: "error",
+        message,
+    };
+    let summary = SummaryLine {
+        reason: "summary",
+        files: 0,
+        bytes: 0,
+        engine: "none",
+        elapsed_ms: 0,
+        errors: 1,
+        dry_run,
+        interrupted: false,
+        skipped: 0,
+        archives: Vec::new(),
+        checksums_file: None,
+    };
+    let lines = [
+        serde_json::to_string(&error),
+        serde_json::to_string(&summary),
+    ];
+    for line in lines.into_iter().flatten() {
+        let _ = writeln!(out, "{line}");
+    }
+    let _ = out.flush();
 }
 
 /// Paths go out as UTF-8 strings; a name that is not UTF-8 goes out lossily in `src`/`dst`
@@ -661,6 +705,18 @@ impl<'p> Json<'p> {
             plan,
             out: std::sync::Mutex::new(out),
             extras: Extras::default(),
+            cwd: std::env::current_dir().ok(),
+        }
+    }
+
+    /// `p` made absolute (lexically: symlinks are not resolved). A `--dry-run` without an
+    /// out-dir has destinations relative to an out-dir that does not exist: they stay relative.
+    fn abs(&self, p: &Path) -> std::path::PathBuf {
+        match &self.cwd {
+            Some(cwd) if p.is_relative() && !self.plan.out_dir.as_os_str().is_empty() => {
+                cwd.join(p)
+            }
+            _ => p.to_path_buf(),
         }
     }
 
@@ -677,13 +733,15 @@ impl<'p> Json<'p> {
     }
 
     fn failed_line(&self, job: Option<&crate::plan::Job>, error: &crate::error::CopyError) {
+        let src = job.map(|j| self.abs(&j.src));
+        let dst = job.map(|j| self.abs(&j.dst));
         self.emit(&FailedLine {
             reason: "failed",
-            src: job.map(|j| j.src.to_string_lossy().into_owned()),
-            dst: job.map(|j| j.dst.to_string_lossy().into_owned()),
+            src: src.as_ref().map(|p| p.to_string_lossy().into_owned()),
+            dst: dst.as_ref().map(|p| p.to_string_lossy().into_owned()),
             error: error.to_string(),
-            src_bytes: job.and_then(|j| raw_bytes(&j.src)),
-            dst_bytes: job.and_then(|j| raw_bytes(&j.dst)),
+            src_bytes: src.as_deref().and_then(raw_bytes),
+            dst_bytes: dst.as_deref().and_then(raw_bytes),
         });
     }
 
@@ -696,15 +754,16 @@ impl<'p> Json<'p> {
             return;
         }
         let (sha256, sha512) = self.extras.digest(job);
+        let (src, dst) = (self.abs(&job.src), self.abs(&job.dst));
         self.emit(&FileLine {
             reason,
-            src: job.src.to_string_lossy().into_owned(),
-            dst: job.dst.to_string_lossy().into_owned(),
+            src: src.to_string_lossy().into_owned(),
+            dst: dst.to_string_lossy().into_owned(),
             bytes: job.size,
             kind: job.kind.as_str(),
             package: job.package.as_deref(),
-            src_bytes: raw_bytes(&job.src),
-            dst_bytes: raw_bytes(&job.dst),
+            src_bytes: raw_bytes(&src),
+            dst_bytes: raw_bytes(&dst),
             sha256,
             sha512,
         });
@@ -786,7 +845,7 @@ impl Reporter for Json<'_> {
 
     /// Stdout stays JSON lines; a warning goes where cargo's go, to stderr.
     fn warn(&self, text: &str) {
-        eprintln!("warning: {text}");
+        diagnostic(Level::Warning, text);
     }
 
     fn as_sink(&self) -> &dyn EventSink {
@@ -811,7 +870,27 @@ impl Reporter for Json<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::human_bytes;
+    use super::{human_bytes, styled, Level};
+
+    #[test]
+    fn diagnostics_are_styled_like_cargos() {
+        assert_eq!(
+            styled(Level::Warning, "w\nhelp: h\n  plain"),
+            "\x1b[1m\x1b[33mwarning:\x1b[0m w\n\x1b[1m\x1b[36mhelp:\x1b[0m h\n  plain"
+        );
+        assert_eq!(
+            styled(Level::Error, "e\n\nnote: n"),
+            "\x1b[1m\x1b[31merror:\x1b[0m e\n\n\x1b[1m\x1b[36mnote:\x1b[0m n"
+        );
+    }
+
+    #[test]
+    fn the_first_fitting_candidate_wins_and_the_last_is_cut() {
+        let c = ["long text".to_string(), "short".to_string()];
+        assert_eq!(super::fit(20, &c), "long text");
+        assert_eq!(super::fit(6, &c), "short");
+        assert_eq!(super::fit(3, &c), "sho");
+    }
 
     #[test]
     fn sizes_read_like_cargo() {

@@ -11,6 +11,7 @@ use crate::cargo::naming::{profile_dir, Platform};
 use crate::config::{Config, CrateKind, TargetSelection};
 use crate::error::{PlanError, StaleArtifact};
 use crate::plan::{Feed, Job, Kind, Op, Plan, Publisher, Remark, Selection};
+use crate::spec;
 use crate::walk::PatternWalk;
 
 /// Turns a validated config into a conflict-free plan. Reads the filesystem; writes nothing.
@@ -178,14 +179,25 @@ const ENOTDIR: i32 = libc::ENOTDIR;
 #[cfg(windows)]
 const ENOTDIR: i32 = 267;
 
-/// The out-dir, or its first existing ancestor, must be a directory.
+/// The out-dir, or its first existing ancestor, must be a directory we may write in: checked
+/// once here, so a destination that cannot be made is one error before anything is written,
+/// not one per file.
 fn check_out_dir(out: &Path) -> Result<(), PlanError> {
     for anc in out.ancestors() {
         if anc.as_os_str().is_empty() {
             break;
         }
         match std::fs::metadata(anc) {
-            Ok(md) if md.is_dir() => return Ok(()),
+            Ok(md) if md.is_dir() => {
+                return writable(anc).map_err(|e| PlanError::BadOutDir {
+                    path: out.to_path_buf(),
+                    reason: if anc == out {
+                        format!("cannot write in it: {e}")
+                    } else {
+                        format!("cannot create it in {}: {e}", anc.display())
+                    },
+                })
+            }
             Ok(_) => {
                 let reason = if anc == out {
                     "exists and is not a directory".to_string()
@@ -206,6 +218,35 @@ fn check_out_dir(out: &Path) -> Result<(), PlanError> {
             }
             Err(e) => return Err(PlanError::io(anc, e)),
         }
+    }
+    Ok(())
+}
+
+/// Whether this process may create entries in `dir` (effective ids, read-only mounts included).
+#[cfg(unix)]
+fn writable(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())?;
+    // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
+    let rc = unsafe {
+        libc::faccessat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            libc::W_OK | libc::X_OK,
+            libc::AT_EACCESS,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(unix))]
+fn writable(dir: &Path) -> std::io::Result<()> {
+    if std::fs::metadata(dir)?.permissions().readonly() {
+        return Err(std::io::Error::from(std::io::ErrorKind::PermissionDenied));
     }
     Ok(())
 }
@@ -242,7 +283,7 @@ fn metadata(cfg: &Config) -> Result<Metadata, PlanError> {
         cmd.manifest_path(m);
     }
     cmd.other_options(config_flags(cfg));
-    cmd.exec().map_err(|e| PlanError::Metadata(e.to_string()))
+    cmd.exec().map_err(PlanError::metadata)
 }
 
 /// `--config` values, as cargo takes them.
@@ -262,6 +303,22 @@ fn selected_packages<'m>(cfg: &Config, meta: &'m Metadata) -> Result<Vec<&'m Pac
     if !cfg.packages.is_empty() {
         let mut out = Vec::new();
         for spec in &cfg.packages {
+            if spec::is_glob(spec) {
+                let hits: Vec<&&Package> = members
+                    .iter()
+                    .filter(|p| spec::matches(spec, &p.name))
+                    .collect();
+                if hits.is_empty() {
+                    let all = members.iter().map(|p| p.name.as_str());
+                    return Err(spec::unmatched("package", spec, all, || unreachable!()));
+                }
+                for p in hits {
+                    if !out.iter().any(|q: &&Package| q.id == p.id) {
+                        out.push(*p);
+                    }
+                }
+                continue;
+            }
             let (name, version) = match spec.split_once('@') {
                 Some((n, v)) => (n, Some(v)),
                 None => (spec.as_str(), None),
@@ -273,10 +330,13 @@ fn selected_packages<'m>(cfg: &Config, meta: &'m Metadata) -> Result<Vec<&'m Pac
                 Some(p) if !out.iter().any(|q: &&Package| q.id == p.id) => out.push(*p),
                 Some(_) => {}
                 None => {
-                    return Err(PlanError::UnknownPackage {
-                        spec: spec.clone(),
-                        members: names(members.iter().map(|p| p.name.as_str())),
-                    })
+                    let all = members.iter().map(|p| p.name.as_str());
+                    return Err(spec::unmatched("package", name, all.clone(), || {
+                        PlanError::UnknownPackage {
+                            spec: spec.clone(),
+                            members: names(all),
+                        }
+                    }));
                 }
             }
         }
@@ -284,16 +344,19 @@ fn selected_packages<'m>(cfg: &Config, meta: &'m Metadata) -> Result<Vec<&'m Pac
     }
     if cfg.workspace {
         for spec in &cfg.exclude {
-            if !members.iter().any(|p| &p.name == spec) {
-                return Err(PlanError::UnknownPackage {
-                    spec: spec.clone(),
-                    members: names(members.iter().map(|p| p.name.as_str())),
-                });
+            if !members.iter().any(|p| spec::matches(spec, &p.name)) {
+                let all = members.iter().map(|p| p.name.as_str());
+                return Err(spec::unmatched("package", spec, all.clone(), || {
+                    PlanError::UnknownPackage {
+                        spec: spec.clone(),
+                        members: names(all),
+                    }
+                }));
             }
         }
         return Ok(members
             .into_iter()
-            .filter(|p| !cfg.exclude.contains(&p.name))
+            .filter(|p| !cfg.exclude.iter().any(|s| spec::matches(s, &p.name)))
             .collect());
     }
     if meta.workspace_default_members.is_available() {
@@ -671,17 +734,25 @@ fn check_named_targets(sel: &TargetSelection, packages: &[&Package]) -> Result<(
         (&sel.bins, TargetKind::Bin, "bin"),
         (&sel.examples, TargetKind::Example, "example"),
     ] {
+        let of_kind = || {
+            all_targets()
+                .filter(|t| t.kind.contains(&kind))
+                .map(|t| t.name.as_str())
+        };
         for name in wanted {
-            if !all_targets().any(|t| t.kind.contains(&kind) && &t.name == name) {
-                return Err(PlanError::UnknownTarget {
-                    kind: label,
-                    name: name.clone(),
-                    available: names(
-                        all_targets()
-                            .filter(|t| t.kind.contains(&kind))
-                            .map(|t| t.name.as_str()),
-                    ),
-                });
+            if !of_kind().any(|t| spec::matches(name, t)) {
+                let what = if kind == TargetKind::Bin {
+                    "bin target"
+                } else {
+                    "example target"
+                };
+                return Err(spec::unmatched(what, name, of_kind(), || {
+                    PlanError::UnknownTarget {
+                        kind: label,
+                        name: name.clone(),
+                        available: names(of_kind()),
+                    }
+                }));
             }
         }
     }
@@ -754,8 +825,8 @@ fn wants(sel: &TargetSelection, role: Role, name: &str) -> bool {
         return role != Role::Example || sel.crate_types.contains(&CrateKind::Example);
     }
     match role {
-        Role::Bin => sel.all_bins || sel.bins.iter().any(|b| b == name),
-        Role::Example => sel.all_examples || sel.examples.iter().any(|e| e == name),
+        Role::Bin => sel.all_bins || sel.bins.iter().any(|b| spec::matches(b, name)),
+        Role::Example => sel.all_examples || sel.examples.iter().any(|e| spec::matches(e, name)),
         Role::Lib => sel.lib,
     }
 }

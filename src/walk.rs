@@ -190,13 +190,16 @@ impl PatternWalk<'_> {
                 prune_ids: &prune_ids,
                 base_real: &base_real,
                 jobs: &mut *sink,
+                excluded_match: false,
             };
             w.check_inside(&start)?;
             if literal {
                 if excludes.is_match(&prefix) {
-                    return Err(PlanError::NoMatch {
-                        pattern: pattern.clone(),
-                        base: self.base.to_path_buf(),
+                    let (pattern, base) = (pattern.clone(), self.base.to_path_buf());
+                    return Err(if w.stat(&start).is_ok() {
+                        PlanError::OnlyExcluded { pattern, base }
+                    } else {
+                        PlanError::NoMatch { pattern, base }
                     });
                 }
                 match w.stat(&start) {
@@ -221,10 +224,14 @@ impl PatternWalk<'_> {
                     }
                 }
             }
+            let excluded_match = w.excluded_match;
             if sink.count() == before && !sink.stopped() {
-                return Err(PlanError::NoMatch {
-                    pattern: pattern.clone(),
-                    base: self.base.to_path_buf(),
+                let base = self.base.to_path_buf();
+                let pattern = pattern.clone();
+                return Err(if excluded_match {
+                    PlanError::OnlyExcluded { pattern, base }
+                } else {
+                    PlanError::NoMatch { pattern, base }
                 });
             }
         }
@@ -238,6 +245,9 @@ struct Walker<'a, 'w> {
     prune_ids: &'a HashSet<DirId>,
     base_real: &'a Path,
     jobs: &'a mut dyn JobSink,
+    /// Something the pattern matches was left out by an `--exclude-glob`: a pattern left with
+    /// nothing says so rather than "matched nothing".
+    excluded_match: bool,
 }
 
 impl Walker<'_, '_> {
@@ -289,6 +299,7 @@ impl Walker<'_, '_> {
             }
             let rel = rel.join(&name);
             if self.excludes.is_match(&rel) {
+                self.excluded_match |= set.is_match(&rel);
                 continue;
             }
             if set.is_match(&rel) {

@@ -346,3 +346,326 @@ fn usage_errors_follow_color_flag_and_env() {
         run.stderr
     );
 }
+
+#[test]
+fn runtime_errors_follow_color_flag_and_env() {
+    let env = TestEnv::shared(Fixture::Ws);
+    let out = env.out("dist");
+    let o = s(&out);
+    let red = "\x1b[1m\x1b[31merror:\x1b[0m";
+    let cyan_help = "\x1b[1m\x1b[36mhelp:\x1b[0m";
+    let run = env.run(&["--color", "always", "--release", "-p", "app-clli", "-o", &o]);
+    run.code(2);
+    assert!(
+        run.stderr.starts_with(red),
+        "bold red error: {:?}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains(cyan_help),
+        "bold cyan help: {:?}",
+        run.stderr
+    );
+    let run = env.run(&["--color", "never", "--release", "-p", "app-clli", "-o", &o]);
+    run.code(2);
+    assert!(!run.stderr.contains('\x1b'), "{:?}", run.stderr);
+    assert!(run.stderr.starts_with("error: "), "{:?}", run.stderr);
+    let args = ["--release", "-p", "app-clli", "-o", &o];
+    let mut cmd = env.fastcp();
+    cmd.env("CARGO_TERM_COLOR", "always").args(args);
+    let run = Run::from_cmd(&mut cmd, &args);
+    run.code(2);
+    assert!(
+        run.stderr.starts_with(red),
+        "CARGO_TERM_COLOR=always: {:?}",
+        run.stderr
+    );
+    // the flag wins over the environment, as in cargo
+    let args = ["--color", "never", "--release", "-p", "app-clli", "-o", &o];
+    let mut cmd = env.fastcp();
+    cmd.env("CARGO_TERM_COLOR", "always").args(args);
+    let run = Run::from_cmd(&mut cmd, &args);
+    run.code(2);
+    assert!(!run.stderr.contains('\x1b'), "{:?}", run.stderr);
+    assert!(!out.exists());
+}
+
+// ---------------------------------------------------------------------------------------------
+// errors with help, as cargo gives them
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_typo_gets_cargos_similar_name_help() {
+    let env = TestEnv::shared(Fixture::Ws);
+    let out = env.out("dist");
+    let o = s(&out);
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["-p", "app-clli"],
+            "help: a package with a similar name exists: `app-cli`",
+        ),
+        (
+            &["--workspace", "--exclude", "ffi-cor"],
+            "help: a package with a similar name exists: `ffi-core`",
+        ),
+        (
+            &["--bin", "app-admn"],
+            "help: a bin target with a similar name exists: `app-admin`",
+        ),
+        (
+            &["--example", "demoo"],
+            "help: an example target with a similar name exists: `demo`",
+        ),
+    ];
+    for (flags, help) in cases {
+        let mut args = vec!["--release", "-o", &o];
+        args.extend_from_slice(flags);
+        let run = env.run(&args);
+        run.code(2).stderr_has(help);
+        assert!(!out.exists());
+    }
+    // Nothing similar: no help line, the list of what exists instead.
+    let run = env.run(&["--release", "-o", &o, "-p", "zzzzzzzz"]);
+    run.code(2).stderr_has("app-cli, ffi-core");
+    assert!(!run.stderr.contains("help:"), "{}", run.stderr);
+}
+
+#[test]
+fn outside_any_workspace_is_cargos_one_line_error() {
+    let env = TestEnv::empty();
+    let out = env.out("dist");
+    let run = env.run(&["--release", "-o", &s(&out)]);
+    run.code(2)
+        .stderr_has("could not find `Cargo.toml`")
+        .stderr_has("or any parent directory");
+    assert_eq!(run.stderr.lines().count(), 1, "one line: {:?}", run.stderr);
+    assert!(!run.stderr.contains("error: error"), "{:?}", run.stderr);
+    assert!(!run.stderr.contains("`cargo metadata`"), "{:?}", run.stderr);
+    assert_eq!(run.stderr.matches("error:").count(), 1, "{:?}", run.stderr);
+    assert!(!out.exists());
+}
+
+#[test]
+fn a_missing_artifact_hint_repeats_target_dir_target_and_profile() {
+    let env = TestEnv::fixture(Fixture::Ws); // never built
+    let tdir = env.scratch().join("elsewhere");
+    let triple = host_triple();
+    let run = env.run(&[
+        "--profile",
+        "dist",
+        "--target",
+        triple,
+        "--target-dir",
+        &s(&tdir),
+        "-p",
+        "ffi-core",
+        "--crate-type",
+        "cdylib",
+        "-o",
+        "dist",
+    ]);
+    run.code(2)
+        .stderr_has(&format!("--target-dir {}", tdir.display()))
+        .stderr_has(&format!("--target {triple}"))
+        .stderr_has("--profile dist");
+    assert!(!env.path("dist").exists());
+}
+
+// ---------------------------------------------------------------------------------------------
+// glob specs
+// ---------------------------------------------------------------------------------------------
+
+fn planned_dsts(run: &Run) -> Vec<String> {
+    let mut v: Vec<String> = run
+        .json()
+        .iter()
+        .filter(|l| l["reason"] == "planned")
+        .map(|l| {
+            let d = l["dst"].as_str().unwrap();
+            Path::new(d)
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn glob_specs_select_like_cargo() {
+    let env = TestEnv::shared(Fixture::Ws);
+    let json = ["--release", "--dry-run", "--message-format", "json"];
+    let with = |extra: &[&str]| {
+        let mut a = json.to_vec();
+        a.extend_from_slice(extra);
+        let run = env.run(&a);
+        run.success();
+        planned_dsts(&run)
+    };
+    assert_eq!(with(&["-p", "app-*"]), with(&["-p", "app-cli"]));
+    assert_eq!(with(&["-p", "ffi-*"]), ["libffi_core.a", "libffi_core.so"]);
+    assert_eq!(
+        with(&["--workspace", "--exclude", "app*"]),
+        with(&["-p", "ffi-core"])
+    );
+    assert_eq!(with(&["--bin", "app-*"]), ["app-admin", "app-cli"]);
+    assert_eq!(with(&["--bin", "*-admin"]), ["app-admin"]);
+    assert_eq!(with(&["--example", "d?mo"]), ["demo"]);
+
+    // A glob that matches nothing is an error naming what exists.
+    let o = s(&env.out("dist"));
+    for (flag, pat, what) in [
+        ("-p", "zz*", "no package matches pattern `zz*`"),
+        ("--bin", "zz*", "no bin target matches pattern `zz*`"),
+        (
+            "--example",
+            "zz?",
+            "no example target matches pattern `zz?`",
+        ),
+    ] {
+        env.run(&["--release", "-o", &o, flag, pat])
+            .code(2)
+            .stderr_has(what)
+            .stderr_has("available:");
+    }
+    env.run(&["--release", "-o", &o, "--workspace", "--exclude", "zz*"])
+        .code(2)
+        .stderr_has("no package matches pattern `zz*`");
+    assert!(!env.out("dist").exists());
+}
+
+// ---------------------------------------------------------------------------------------------
+// one error for one cause
+// ---------------------------------------------------------------------------------------------
+
+/// A read-only tmpfs at `dir` (root only; unmounted on drop).
+fn read_only_dir(dir: &Path) -> Result<Tmpfs, String> {
+    let fs = Tmpfs::mount(dir, "1m")?;
+    let c = std::ffi::CString::new(s(dir)).unwrap();
+    // SAFETY: valid C strings; remounting our own fresh tmpfs read-only.
+    let rc = unsafe {
+        libc::mount(
+            std::ptr::null(),
+            c.as_ptr(),
+            std::ptr::null(),
+            libc::MS_REMOUNT | libc::MS_RDONLY,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(format!(
+            "remount read-only: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(fs)
+}
+
+#[test]
+fn an_out_dir_that_cannot_be_made_is_one_error_before_any_write() {
+    let env = TestEnv::empty();
+    let src = env.scratch().join("src");
+    for d in 0..6 {
+        for f in 0..10 {
+            let p = src.join(format!("d{d}/f{f}"));
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(p, "x").unwrap();
+        }
+    }
+    let ro = env.scratch().join("ro");
+    let _mount = match read_only_dir(&ro) {
+        Ok(m) => m,
+        Err(why) => return skip("an_out_dir_that_cannot_be_made", &why),
+    };
+    for out in [ro.join("new/out"), ro.clone()] {
+        for extra in [&[][..], &["--message-format", "json"]] {
+            let mut args = vec![
+                "--from".to_string(),
+                s(&src),
+                "-o".into(),
+                s(&out),
+                "**".into(),
+            ];
+            args.extend(extra.iter().map(|a| a.to_string()));
+            let run = env.run(&args);
+            run.code(2)
+                .stderr_has(&s(&out))
+                .stderr_has("Read-only file system");
+            assert_eq!(run.stderr.lines().count(), 1, "one error: {}", run.stderr);
+        }
+    }
+    assert_eq!(tree(&ro), Vec::<String>::new());
+}
+
+#[test]
+fn exclude_glob_removing_the_only_match_says_so() {
+    let env = TestEnv::shared(Fixture::Single);
+    let out = env.out("dist");
+    let o = s(&out);
+    env.run(&["-o", &o, "README.md", "--exclude-glob", "README.md"])
+        .code(2)
+        .stderr_has("pattern `README.md` matched only excluded files");
+    env.run(&["-o", &o, "assets/**/*.json", "--exclude-glob", "**/*.json"])
+        .code(2)
+        .stderr_has("matched only excluded files");
+    // Still "matched nothing" when nothing was there to exclude.
+    env.run(&["-o", &o, "nothing*", "--exclude-glob", "*.json"])
+        .code(2)
+        .stderr_has("matched nothing");
+    assert!(!out.exists());
+}
+
+// ---------------------------------------------------------------------------------------------
+// JSON
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn json_paths_are_absolute_even_for_a_relative_out_dir() {
+    let env = TestEnv::built_only(Fixture::Single, &["release"]);
+    let run = env.run(&[
+        "--release",
+        "-o",
+        "dist",
+        "--message-format",
+        "json",
+        "README.md",
+    ]);
+    run.success();
+    let lines = run.json();
+    let copied: Vec<_> = lines.iter().filter(|l| l["reason"] == "copied").collect();
+    assert_eq!(copied.len(), 2, "{}", run.stdout);
+    for l in copied {
+        for field in ["src", "dst"] {
+            let p = Path::new(l[field].as_str().unwrap());
+            assert!(p.is_absolute(), "{field} is not absolute: {l}");
+        }
+        let dst = Path::new(l["dst"].as_str().unwrap());
+        assert!(dst.starts_with(env.path("dist")), "{l}");
+        assert!(dst.is_file(), "{l}");
+    }
+}
+
+#[test]
+fn a_planning_error_is_a_json_line_then_the_summary() {
+    let env = TestEnv::shared(Fixture::Single);
+    let out = env.out("dist");
+    let run = env.run(&["-o", &s(&out), "--message-format", "json", "missing.txt"]);
+    run.code(2).stderr_has("missing.txt");
+    let lines = run.json();
+    assert_eq!(lines.len(), 2, "{}", run.stdout);
+    assert_eq!(lines[0]["reason"], "error");
+    assert!(
+        lines[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("missing.txt"),
+        "{}",
+        lines[0]
+    );
+    assert_eq!(lines[1]["reason"], "summary");
+    assert_eq!(lines[1]["errors"], 1);
+    assert_eq!(lines[1]["files"], 0);
+    assert!(!out.exists());
+}
