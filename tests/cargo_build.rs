@@ -179,19 +179,5 @@ fn the_readme_quick_start_builds_and_stages_the_demo_workspace() {
         "assets/**",
     ])
     .success();
-    assert_tree(
-        &out,
-        &[
-            "README.md",
-            "assets/logo.txt",
-            "hello-fastcp",
-            "libdemo_ffi.so",
-        ],
-    );
-    common::assert_copies(env.root(), &out, &["README.md", "assets/logo.txt"]);
-    common::assert_copies(
-        &env.target().join("release"),
-        &out,
-        &["hello-fastcp", "libdemo_ffi.so"],
-    );
+    common::assert_demo_quick_start(&env, &out);
 }

@@ -1256,21 +1256,7 @@ fn demo_workspace_quick_start() {
     let out = env.out("dist");
     env.run(&["--release", "-o", &s(&out), "README.md", "assets/**"])
         .success();
-    assert_tree(
-        &out,
-        &[
-            "README.md",
-            "assets/logo.txt",
-            "hello-fastcp",
-            "libdemo_ffi.so",
-        ],
-    );
-    assert_copies(env.root(), &out, &["README.md", "assets/logo.txt"]);
-    assert_copies(
-        &env.target().join("release"),
-        &out,
-        &["hello-fastcp", "libdemo_ffi.so"],
-    );
+    common::assert_demo_quick_start(&env, &out);
 }
 
 #[test]

@@ -604,6 +604,20 @@ pub fn mtime_ns(m: &fs::Metadata) -> i128 {
     i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec())
 }
 
+/// Asserts `out` holds what the README's quick start (`--release -o OUT README.md 'assets/**'` in
+/// `examples/demo-workspace`) stages: exactly its two files and its two release artifacts,
+/// faithful copies.
+#[track_caller]
+pub fn assert_demo_quick_start(env: &TestEnv, out: &Path) {
+    let (files, artifacts) = (
+        ["README.md", "assets/logo.txt"],
+        ["hello-fastcp", "libdemo_ffi.so"],
+    );
+    assert_tree(out, &[files, artifacts].concat());
+    assert_copies(env.root(), out, &files);
+    assert_copies(&env.target().join("release"), out, &artifacts);
+}
+
 /// Asserts `p` is executable by its owner.
 #[track_caller]
 pub fn assert_executable(p: &Path) {
