@@ -200,15 +200,7 @@ impl Github<'_> {
                 problems.push(e);
             }
         }
-        for p in problems {
-            annotation(
-                &mut commands,
-                None,
-                "cargo-fastcp: cannot write the step's report",
-                &p,
-            );
-        }
-        emit_commands(&commands);
+        emit_commands(commands, &problems);
     }
 
     fn relative_to_workspace(&self, p: &Path) -> String {
@@ -435,11 +427,12 @@ impl Reporter for Github<'_> {
     /// In the log, and as a warning annotation on the run.
     fn warn(&self, text: &str) {
         log(&format!("warning: {}", one_line(text)));
-        emit_commands(&format!(
+        let warning = format!(
             "::warning title={}::{}\n",
             escape_property("cargo-fastcp"),
             escape_data(text)
-        ));
+        );
+        emit_commands(warning, &[]);
     }
 
     fn as_sink(&self) -> &dyn EventSink {
@@ -509,15 +502,7 @@ pub fn failed(cfg: &Config, step: &GithubStep, cause: &str, code: u8) {
         &format!("cargo-fastcp failed (exit code {code})"),
         cause,
     );
-    for p in problems {
-        annotation(
-            &mut commands,
-            None,
-            "cargo-fastcp: cannot write the step's report",
-            &p,
-        );
-    }
-    emit_commands(&commands);
+    emit_commands(commands, &problems);
 }
 
 fn run_file(step: &GithubStep, cfg: &Config) -> Option<String> {
@@ -617,7 +602,17 @@ fn annotation(out: &mut String, file: Option<&str>, title: &str, message: &str) 
     );
 }
 
-fn emit_commands(commands: &str) {
+/// Issues `commands` on stdout, and an annotation for each output or summary file that could
+/// not be written.
+fn emit_commands(mut commands: String, problems: &[String]) {
+    for p in problems {
+        annotation(
+            &mut commands,
+            None,
+            "cargo-fastcp: cannot write the step's report",
+            p,
+        );
+    }
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(commands.as_bytes());
     let _ = out.flush();
