@@ -69,53 +69,43 @@ fn default_name() -> String {
 // --checksums
 // ---------------------------------------------------------------------------------------------
 
-#[test]
-fn checksums_files_pass_sha256sum_and_sha512sum_on_every_engine_route() {
+/// One named case per engine route (`::case_io_uring_splice`, …): an io-uring case where
+/// io_uring is unavailable prints SKIP, or fails under `CARGO_FASTCP_REQUIRE_URING`.
+fn checksums_files_pass_sha256sum_and_sha512sum_on_every_engine_route(route: Variant) {
     let env = TestEnv::built_only(Fixture::Single, &["release"]);
-    let routes: &[&[&str]] = &[
-        &["--engine", "portable"],
-        &["--engine", "io-uring", "--copy-method", "buffer-ring"],
-        &["--engine", "io-uring", "--copy-method", "copy-file-range"],
-        &["--engine", "io-uring", "--copy-method", "splice"],
-    ];
-    for (i, route) in routes.iter().enumerate() {
-        for (algo, file, sum_tool) in [
-            ("sha256", "SHA256SUMS", "sha256sum"),
-            ("sha512", "SHA512SUMS", "sha512sum"),
-        ] {
-            let out = env.out(&format!("{algo}-{i}"));
-            let mut extra = vec!["--checksums", algo, "--message-format", "json"];
-            extra.extend_from_slice(route);
-            let run = env.run(&stage_args(&out, &extra));
-            if route.contains(&"io-uring") && run.code == Some(2) {
-                eprintln!("SKIP: io_uring unavailable here: {}", run.stderr);
-                continue;
-            }
-            run.success();
-            // Every copied line carries the digest the real tool computes.
-            let copied = lines_with(&run, "copied");
-            assert_eq!(copied.len(), STAGED.len(), "{}", run.stdout);
-            for line in &copied {
-                let dst = PathBuf::from(line["dst"].as_str().unwrap());
-                let expected = tool(&out, sum_tool, &[&s(&dst)]);
-                let expected = expected.split_whitespace().next().unwrap();
-                assert_eq!(line[algo].as_str(), Some(expected), "{line}");
-            }
-            assert_eq!(summary(&run)["checksums_file"], s(&out.join(file)));
-            let text = fs::read_to_string(out.join(file)).unwrap();
-            let names: Vec<&str> = text
-                .lines()
-                .map(|l| l.split_once("  ").unwrap().1)
-                .collect();
-            assert_lines_eq(file, STAGED, &names);
-            let check = tool(&out, sum_tool, &["-c", file]);
-            assert_eq!(
-                check.lines().filter(|l| l.ends_with(": OK")).count(),
-                STAGED.len()
-            );
+    for (algo, file, sum_tool) in [
+        ("sha256", "SHA256SUMS", "sha256sum"),
+        ("sha512", "SHA512SUMS", "sha512sum"),
+    ] {
+        let out = env.out(algo);
+        let mut extra = vec!["--checksums", algo, "--message-format", "json"];
+        extra.extend(route.args());
+        let run = env.run(&stage_args(&out, &extra));
+        run.success();
+        // Every copied line carries the digest the real tool computes.
+        let copied = lines_with(&run, "copied");
+        assert_eq!(copied.len(), STAGED.len(), "{}", run.stdout);
+        for line in &copied {
+            let dst = PathBuf::from(line["dst"].as_str().unwrap());
+            let expected = tool(&out, sum_tool, &[&s(&dst)]);
+            let expected = expected.split_whitespace().next().unwrap();
+            assert_eq!(line[algo].as_str(), Some(expected), "{line}");
         }
+        assert_eq!(summary(&run)["checksums_file"], s(&out.join(file)));
+        let text = fs::read_to_string(out.join(file)).unwrap();
+        let names: Vec<&str> = text
+            .lines()
+            .map(|l| l.split_once("  ").unwrap().1)
+            .collect();
+        assert_lines_eq(file, STAGED, &names);
+        let check = tool(&out, sum_tool, &["-c", file]);
+        assert_eq!(
+            check.lines().filter(|l| l.ends_with(": OK")).count(),
+            STAGED.len()
+        );
     }
 }
+method_cases!(checksums_files_pass_sha256sum_and_sha512sum_on_every_engine_route);
 
 // ---------------------------------------------------------------------------------------------
 // --archive
