@@ -70,6 +70,11 @@ usage: cargo run --release --example bench -- [OPTIONS]
                      another in 128 KiB chunks through the buffer ring, through compio with one
                      owned Vec, through std read/write with one reused Vec, and with a fresh Vec
                      per chunk; warm, and cold too when root (--runs runs each, interleaved)
+  --bundle           also measure release bundles: a re-stage series on `target` (a full
+                     copy; then --runs rounds of rewriting 5% of the files and re-staging
+                     with --update, against rsync -a's own second run), and --checksums
+                     sha256 against the same copy without it on `bins` (with the in-process
+                     sha256 of the bytes, the floor)
 
 In a VM with virtio-balloon free page reporting (dmesg: \"Free page reporting enabled\"), the
 guest hands every freed page back to the host, and the next write to it takes a host fault:
@@ -95,6 +100,7 @@ once, so pages reported earlier are backed again; and puts the old value back at
         keep_page_reporting: bool,
         cold: bool,
         ring_vs_vec: bool,
+        bundle: bool,
     }
 
     fn parse_args() -> Result<Args> {
@@ -115,6 +121,7 @@ once, so pages reported earlier are backed again; and puts the old value back at
             keep_page_reporting: false,
             cold: false,
             ring_vs_vec: false,
+            bundle: false,
         };
         let mut it = std::env::args_os().skip(1);
         let list = |s: String| -> Vec<String> {
@@ -157,6 +164,7 @@ once, so pages reported earlier are backed again; and puts the old value back at
                 "--keep-page-reporting" => a.keep_page_reporting = true,
                 "--cold" => a.cold = true,
                 "--ring-vs-vec" => a.ring_vs_vec = true,
+                "--bundle" => a.bundle = true,
                 "-h" | "--help" => {
                     print!("{HELP}");
                     std::process::exit(0);
@@ -1572,6 +1580,9 @@ once, so pages reported earlier are backed again; and puts the old value back at
             if args.ring_vs_vec {
                 ring_vs_vec::run(&args, &mut copies, &mut report)?;
             }
+            if args.bundle {
+                bundle::run(&args, &bin, &mut copies, &mut report)?;
+            }
             Ok::<(), String>(())
         })();
         // The report goes out before the copies are deleted: deleting 100+ copies of the
@@ -1584,5 +1595,317 @@ once, so pages reported earlier are backed again; and puts the old value back at
         copies.purge();
         remove_tree(&copies.dir);
         result
+    }
+
+    /// `--bundle`: what --update and --checksums cost (issue 12's goals).
+    mod bundle {
+        use super::*;
+
+        /// Runs `argv`, returning its wall time; its stderr on failure.
+        fn timed(argv: &[OsString]) -> Result<f64> {
+            let t = Instant::now();
+            let out = Command::new(&argv[0])
+                .args(&argv[1..])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .output()
+                .map_err(|e| format!("cannot run {:?}: {e}", argv[0]))?;
+            let secs = t.elapsed().as_secs_f64();
+            if !out.status.success() {
+                return Err(format!(
+                    "{argv:?} failed ({}):\n{}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr)
+                ));
+            }
+            Ok(secs)
+        }
+
+        fn fastcp(bin: &Path, src: &Path, dst: &Path, extra: &[&str]) -> Vec<OsString> {
+            let mut a = vec![
+                bin.as_os_str().to_owned(),
+                os("-q"),
+                os("-o"),
+                dst.into(),
+                os("--from"),
+                src.into(),
+                os("**"),
+            ];
+            a.extend(extra.iter().map(|e| os(e)));
+            a
+        }
+
+        fn rsync(src: &Path, dst: &Path) -> Vec<OsString> {
+            let mut s = src.as_os_str().to_owned();
+            s.push("/");
+            let mut d = dst.as_os_str().to_owned();
+            d.push("/");
+            vec![os("rsync"), os("-a"), s, d]
+        }
+
+        /// Rewrites every 20th regular file (offset `round`): one byte changed in the middle, in
+        /// place, so size stays and mtime moves, as a rebuild leaves an artifact. Returns them.
+        fn rewrite(files: &[(PathBuf, u64)], round: usize) -> Result<Vec<PathBuf>> {
+            use std::io::{Seek, SeekFrom, Write};
+            let mut done = Vec::new();
+            for (p, size) in files.iter().skip(round % 20).step_by(20) {
+                if *size == 0 {
+                    continue;
+                }
+                let mut f = fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(p)
+                    .map_err(|e| format!("{}: {e}", p.display()))?;
+                let at = size / 2;
+                let mut b = [0u8; 1];
+                f.seek(SeekFrom::Start(at)).map_err(|e| e.to_string())?;
+                f.read_exact(&mut b).map_err(|e| e.to_string())?;
+                b[0] ^= 0xa5;
+                f.seek(SeekFrom::Start(at)).map_err(|e| e.to_string())?;
+                f.write_all(&b).map_err(|e| e.to_string())?;
+                done.push(p.clone());
+            }
+            Ok(done)
+        }
+
+        /// The rewritten files must have reached `dst` (a cheap check: the full verification
+        /// of every copy is the main tables' job).
+        fn check(src: &Path, dst: &Path, changed: &[PathBuf], who: &str) -> Result<()> {
+            for p in changed {
+                let rel = p.strip_prefix(src).map_err(|e| e.to_string())?;
+                let (a, b) = (fs::read(p), fs::read(dst.join(rel)));
+                if a.map_err(|e| e.to_string())? != b.map_err(|e| e.to_string())? {
+                    return Err(format!("{who}: {} was not re-staged", rel.display()));
+                }
+            }
+            Ok(())
+        }
+
+        fn room(args: &Args, copies: &mut Copies, need: u64) {
+            let (free, _) = free_space(&args.dir);
+            if free < need + need / 10 + args.keep_free {
+                eprintln!(
+                    "  disk short ({} GiB free): deleting {} earlier copies, cooling down {} s",
+                    free >> 30,
+                    copies.made.len(),
+                    args.cooldown.as_secs()
+                );
+                copies.purge();
+                sync();
+                std::thread::sleep(args.cooldown);
+            }
+        }
+
+        fn cell(v: &[f64]) -> String {
+            if v.is_empty() {
+                "—".into()
+            } else {
+                format!("{:.3}", median(v))
+            }
+        }
+
+        fn ratio(a: &[f64], b: &[f64]) -> String {
+            if a.is_empty() || b.is_empty() {
+                "—".into()
+            } else {
+                format!("{:.2}×", median(a) / median(b))
+            }
+        }
+
+        pub fn run(
+            args: &Args,
+            bin: &Path,
+            copies: &mut Copies,
+            report: &mut String,
+        ) -> Result<()> {
+            let has_rsync = which("rsync").is_some();
+            let base = copies.dir.join("bundle");
+            fs::create_dir_all(&base).map_err(|e| e.to_string())?;
+
+            // Re-stage: a private copy of `target` is the source, so the corpus stays as made.
+            let (corpus_dir, corpus_files) = corpus(args, "target")?;
+            let total: u64 = corpus_files.iter().map(|f| f.1).sum();
+            room(args, copies, total * (args.runs as u64 + 3));
+            let src = base.join("restage-src");
+            sh(
+                "cp",
+                &[OsStr::new("-a"), corpus_dir.as_os_str(), src.as_os_str()],
+            )?;
+            copies.made.push(src.clone());
+            let files = files_below(&src);
+            let (mut full, mut update, mut rsync_first, mut rsync_second) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            eprintln!(
+                "bundle: re-stage on target ({} files, {:.1} MiB), 5% rewritten per round",
+                files.len(),
+                total as f64 / (1 << 20) as f64
+            );
+            for run in 0..args.runs {
+                let dst = base.join(format!("full-{run}"));
+                sync();
+                prime(args.cold, &files)?;
+                full.push(timed(&fastcp(bin, &src, &dst, &[]))?);
+                copies.made.push(dst);
+                eprintln!("  full copy {run}: {:.3} s", full[run]);
+            }
+            let staged = base.join("full-0");
+            let mirror = base.join("rsync");
+            if has_rsync {
+                sync();
+                prime(args.cold, &files)?;
+                rsync_first.push(timed(&rsync(&src, &mirror))?);
+                copies.made.push(mirror.clone());
+            }
+            for run in 0..args.runs {
+                let changed = rewrite(&files, run)?;
+                sync();
+                prime(args.cold, &files)?;
+                // Alternate which goes first: the second finds the rewritten files cached.
+                let mut order = vec!["ours", "rsync"];
+                if run % 2 == 1 {
+                    order.reverse();
+                }
+                for who in order {
+                    if who == "ours" {
+                        let t = timed(&fastcp(bin, &src, &staged, &["--update"]))?;
+                        check(&src, &staged, &changed, "cargo fastcp --update")?;
+                        update.push(t);
+                        eprintln!(
+                            "  re-stage {run} ({} rewritten): --update {t:.3} s",
+                            changed.len()
+                        );
+                    } else if has_rsync {
+                        let t = timed(&rsync(&src, &mirror))?;
+                        check(&src, &mirror, &changed, "rsync -a")?;
+                        rsync_second.push(t);
+                        eprintln!("  re-stage {run}: rsync -a {t:.3} s");
+                    }
+                }
+            }
+            let _ = writeln!(report, "\n## Release bundles (`--bundle`)\n");
+            let _ = writeln!(
+                report,
+                "Re-stage of `target` ({} files, {:.1} MiB): 5% of the files rewritten in place \
+                 (one byte, new mtime) before each round; medians of {} rounds, seconds.\n",
+                files.len(),
+                total as f64 / (1 << 20) as f64,
+                args.runs
+            );
+            let _ = writeln!(
+                report,
+                "| run | median s | ÷ full copy | ÷ rsync -a 2nd run |"
+            );
+            let _ = writeln!(report, "| --- | ---: | ---: | ---: |");
+            let _ = writeln!(
+                report,
+                "| cargo fastcp, full copy into a new dir | {} | 1.00× | |",
+                cell(&full)
+            );
+            let _ = writeln!(
+                report,
+                "| cargo fastcp --update (goal ≤ 0.10× full, ≤ 0.50× rsync) | {} | {} | {} |",
+                cell(&update),
+                ratio(&update, &full),
+                ratio(&update, &rsync_second)
+            );
+            if has_rsync {
+                let _ = writeln!(
+                    report,
+                    "| rsync -a, first run | {} | {} | |",
+                    cell(&rsync_first),
+                    ratio(&rsync_first, &full)
+                );
+                let _ = writeln!(
+                    report,
+                    "| rsync -a, second run | {} | {} | 1.00× |",
+                    cell(&rsync_second),
+                    ratio(&rsync_second, &full)
+                );
+            } else {
+                let _ = writeln!(report, "\nrsync is not installed: no rsync rows.");
+            }
+
+            // Checksums on bins: the same copy with and without --checksums sha256.
+            let (bins, bin_files) = corpus(args, "bins")?;
+            let bin_total: u64 = bin_files.iter().map(|f| f.1).sum();
+            let (mut plain, mut hashed) = (Vec::new(), Vec::new());
+            eprintln!(
+                "bundle: --checksums sha256 on bins ({:.1} MiB)",
+                bin_total as f64 / (1 << 20) as f64
+            );
+            for run in 0..args.runs {
+                let mut order = [false, true];
+                if run % 2 == 1 {
+                    order.reverse();
+                }
+                for with in order {
+                    room(args, copies, bin_total);
+                    let dst = base.join(format!(
+                        "bins-{}-{run}",
+                        if with { "sha256" } else { "plain" }
+                    ));
+                    sync();
+                    prime(args.cold, &bin_files)?;
+                    let extra: &[&str] = if with {
+                        &["--checksums", "sha256"]
+                    } else {
+                        &[]
+                    };
+                    let t = timed(&fastcp(bin, &bins, &dst, extra))?;
+                    if with {
+                        let ok = Command::new("sha256sum")
+                            .args(["-c", "--quiet", "SHA256SUMS"])
+                            .current_dir(&dst)
+                            .status()
+                            .map_err(|e| e.to_string())?;
+                        if !ok.success() {
+                            return Err(format!("sha256sum -c failed in {}", dst.display()));
+                        }
+                        hashed.push(t);
+                    } else {
+                        plain.push(t);
+                    }
+                    copies.made.push(dst);
+                    eprintln!(
+                        "  run {run} {}: {t:.3} s",
+                        if with { "--checksums sha256" } else { "plain" }
+                    );
+                }
+            }
+            // The floor: sha256 of the same bytes, warm, one thread, in this process.
+            prime(false, &bin_files)?;
+            let t = Instant::now();
+            for (p, _) in &bin_files {
+                cargo_fastcp::bundle::checksums::hash_file(
+                    cargo_fastcp::bundle::HashAlgo::Sha256,
+                    p,
+                )
+                .map_err(|e| format!("{}: {e}", p.display()))?;
+            }
+            let floor = t.elapsed().as_secs_f64();
+            let _ = writeln!(
+                report,
+                "\n`--checksums sha256` on `bins` ({} files, {:.1} MiB), medians of {} interleaved runs, seconds:\n",
+                bin_files.len(),
+                bin_total as f64 / (1 << 20) as f64,
+                args.runs
+            );
+            let _ = writeln!(report, "| run | median s | ÷ plain |");
+            let _ = writeln!(report, "| --- | ---: | ---: |");
+            let _ = writeln!(report, "| cargo fastcp | {} | 1.00× |", cell(&plain));
+            let _ = writeln!(
+                report,
+                "| cargo fastcp --checksums sha256 (goal ≤ 1.30×) | {} | {} |",
+                cell(&hashed),
+                ratio(&hashed, &plain)
+            );
+            let _ = writeln!(
+                report,
+                "| sha256 of the same bytes, warm, one thread (the floor) | {floor:.3} | {} |",
+                ratio(&[floor], &plain)
+            );
+            Ok(())
+        }
     }
 }
