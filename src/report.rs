@@ -542,6 +542,13 @@ impl Reporter for Human<'_> {
                 }
             }
         }
+        if self.verbose > 0 && !s.routes.is_empty() {
+            let routes: Vec<String> = s.routes.iter().map(|(r, n)| format!("{r} {n}")).collect();
+            self.eprint(&format!(
+                "routes (files): {} (warm: copied on threads; cold: through the io_uring ring)",
+                routes.join(", ")
+            ));
+        }
     }
 
     fn note(&self, text: &str) {
@@ -697,6 +704,9 @@ struct SummaryLine<'a> {
     archives: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     checksums_file: Option<String>,
+    /// Files per route (`warm`, `cold`) where the engine routed them by residency.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    routes: Option<std::collections::BTreeMap<&'static str, usize>>,
 }
 
 impl<'p> Json<'p> {
@@ -819,6 +829,7 @@ impl Reporter for Json<'_> {
             skipped,
             archives,
             checksums_file,
+            routes: None,
         });
         self.flush();
     }
@@ -837,6 +848,7 @@ impl Reporter for Json<'_> {
             skipped,
             archives,
             checksums_file,
+            routes: (!s.routes.is_empty()).then(|| s.routes.iter().copied().collect()),
         });
         self.flush();
     }

@@ -400,8 +400,8 @@ fn verify_with_script(src: &Path, dst: &Path) -> Result<String, String> {
 // Running the binary
 
 /// Copies the corpus with `variant` (and extra environment for the binary) into a fresh out-dir
-/// and checks everything.
-fn check_variant(variant: Variant, name: &str, env: &[(&str, &str)]) {
+/// and checks everything. Returns the summary line.
+fn check_variant(variant: Variant, name: &str, env: &[(&str, &str)]) -> Value {
     let c = corpus();
     let scratch = Scratch::new(&format!("matrix-{name}-"));
     let out_dir = scratch.path().join("out");
@@ -471,6 +471,7 @@ fn check_variant(variant: Variant, name: &str, env: &[(&str, &str)]) {
         c.bytes >> 20,
         took.as_secs_f64()
     );
+    summary.clone()
 }
 
 /// The tree, copied by each engine and copy method.
@@ -478,6 +479,59 @@ fn copies_the_tree(variant: Variant) {
     check_variant(variant, &variant.to_string(), &[]);
 }
 method_cases!(copies_the_tree);
+
+/// Drops every other regular file of `root` (in path order) from the page cache, after
+/// flushing it (only clean pages can be dropped).
+fn evict_half(root: &Path) -> usize {
+    use std::os::fd::AsRawFd;
+    let mut n = 0;
+    for (k, (path, md)) in walk(root).iter().filter(|(_, m)| m.is_file()).enumerate() {
+        if k % 2 == 1 || md.len() == 0 {
+            continue;
+        }
+        let f = File::open(root.join(path)).expect("open to evict");
+        f.sync_all().expect("fsync");
+        // SAFETY: advisory call on an open descriptor.
+        unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        n += 1;
+    }
+    n
+}
+
+/// The routed default (`--copy-method auto`) on a tree half of which was evicted from the page
+/// cache: warm files are copied on threads, cold ones through the ring, in one run, and the
+/// summary counts both routes.
+#[test]
+fn routed_default_on_a_half_evicted_tree() {
+    let v = Variant::IoUringAuto;
+    if !v.runs_here("routed_default_on_a_half_evicted_tree") {
+        return;
+    }
+    let evicted = evict_half(&corpus().src);
+    assert!(evicted > 4_000, "{evicted} files evicted");
+    let summary = check_variant(v, "routed-half-evicted", &[]);
+    let routes = &summary["routes"];
+    let (warm, cold) = (routes["warm"].as_u64(), routes["cold"].as_u64());
+    assert!(
+        warm.is_some_and(|n| n > 0) && cold.is_some_and(|n| n > 0),
+        "both routes should have run: {summary}"
+    );
+    assert_eq!(
+        warm.unwrap_or(0) + cold.unwrap_or(0),
+        summary["files"].as_u64().unwrap_or(0) - counts_of_links(&corpus().src),
+        "every regular file took one route: {summary}"
+    );
+}
+
+/// Symlinks and hard links after the first of a group: entries counted in `files` that take
+/// no copy route.
+fn counts_of_links(root: &Path) -> u64 {
+    let mut seen = std::collections::HashSet::new();
+    walk(root)
+        .values()
+        .filter(|m| m.file_type().is_symlink() || (m.is_file() && !seen.insert((m.dev(), m.ino()))))
+        .count() as u64
+}
 
 /// Where `O_TMPFILE` is missing, files are staged under named temporaries and renamed into
 /// place: that path, forced, on both engines.

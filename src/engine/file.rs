@@ -24,7 +24,19 @@ pub fn copy_regular(
     progress: &dyn Fn(u64),
     digests: Option<&Digests>,
 ) -> Result<(), CopyError> {
-    let mut src = File::open(&job.src).map_err(|e| CopyError::io("open", &job.src, e))?;
+    let src = File::open(&job.src).map_err(|e| CopyError::io("open", &job.src, e))?;
+    copy_opened(src, job, fsync, cancelled, progress, digests)
+}
+
+/// `copy_regular` from a source already open (the router opened it to probe its residency).
+pub fn copy_opened(
+    mut src: File,
+    job: &Job,
+    fsync: bool,
+    cancelled: &dyn Fn() -> bool,
+    progress: &dyn Fn(u64),
+    digests: Option<&Digests>,
+) -> Result<(), CopyError> {
     let mut staged = Staged::open(job)?;
     let mut hasher = digests.map(|d| d.algo().hasher());
     let copied = if job.size < SMALL_FILE {

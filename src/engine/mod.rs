@@ -68,6 +68,10 @@ pub trait Backend: Sync {
     /// empty. Returns why it stopped early, if it did (its untaken files are then failed with
     /// that reason).
     fn copy_files(&self, plan: &Plan, files: &FileQueue, ctx: &Ctx<'_>) -> Option<String>;
+    /// How many files took each route, for a backend that routes them (`-v`, JSON summary).
+    fn routes(&self) -> Vec<(&'static str, usize)> {
+        Vec::new()
+    }
 }
 
 const PENDING: u8 = 0;
@@ -158,6 +162,8 @@ pub struct Summary {
     pub errors: usize,
     pub elapsed: Duration,
     pub interrupted: bool,
+    /// Files per route taken, where the backend routes (empty otherwise).
+    pub routes: Vec<(&'static str, usize)>,
 }
 
 /// The backend chosen for a run, and why (shown at `-v`).
@@ -246,7 +252,9 @@ pub fn execute(
     run.fail_untaken(stopped);
     run.place_links(&links);
     run.finish_dirs();
-    run.summary(backend.name(), start)
+    let mut summary = run.summary(backend.name(), start);
+    summary.routes = backend.routes();
+    summary
 }
 
 /// One run of [`execute`], its steps in the order they run.
@@ -422,6 +430,7 @@ impl Run<'_> {
             errors,
             elapsed: start.elapsed(),
             interrupted: self.ctx.cancelled(),
+            routes: Vec::new(),
         }
     }
 }

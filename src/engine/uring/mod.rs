@@ -5,6 +5,7 @@
 //! Layout: `ring` builds a worker's runtime, `exec` joins its lanes and counts its buffers,
 //! `copy` moves one file, `kernel` runs in-kernel copies, `probe` decides whether any of this
 //! can run here. See docs/copy-method.md for the measurements behind the defaults.
+use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::sync::{Mutex, PoisonError};
 
@@ -17,6 +18,7 @@ mod exec;
 mod kernel;
 mod probe;
 mod ring;
+mod route;
 #[cfg(test)]
 pub(crate) mod tests;
 
@@ -58,12 +60,15 @@ pub struct Tuning {
     pub method: CopyMethod,
     /// Auto: files of this size and larger take the in-kernel route.
     pub threshold: u64,
+    /// Auto: small files per residency probe (see `route`).
+    pub probe_every: u32,
 }
 
 impl Tuning {
     /// The defaults for `cfg`, then the measurement knobs (environment variables, see
     /// docs/copy-method.md): `CARGO_FASTCP_URING_BUFFERS`, `CARGO_FASTCP_URING_BUFFER_LEN`,
-    /// `CARGO_FASTCP_URING_FILE_WINDOW`, `CARGO_FASTCP_URING_THRESHOLD`. Values are clamped to
+    /// `CARGO_FASTCP_URING_FILE_WINDOW`, `CARGO_FASTCP_URING_THRESHOLD`,
+    /// `CARGO_FASTCP_PROBE_EVERY`. Values are clamped to
     /// what compio and the kernel accept; unparsable ones are ignored.
     pub fn from_config(cfg: &Config) -> Tuning {
         let lanes = cfg.max_in_flight.max(1);
@@ -83,6 +88,8 @@ impl Tuning {
             threshold: env_usize("CARGO_FASTCP_URING_THRESHOLD")
                 .map(|n| n as u64)
                 .unwrap_or(DEFAULT_THRESHOLD),
+            probe_every: env_usize("CARGO_FASTCP_PROBE_EVERY")
+                .map_or(route::DEFAULT_PROBE_EVERY, |n| n.clamp(1, 1 << 20) as u32),
         }
     }
 
@@ -115,17 +122,20 @@ fn env_usize(name: &str) -> Option<usize> {
 
 pub struct IoUring {
     tuning: Tuning,
+    /// Files per route, under `--copy-method auto`.
+    counts: route::Counts,
 }
 
 impl IoUring {
     pub fn new(cfg: &Config) -> Self {
-        IoUring {
-            tuning: Tuning::from_config(cfg),
-        }
+        IoUring::with_tuning(Tuning::from_config(cfg))
     }
 
     pub fn with_tuning(tuning: Tuning) -> Self {
-        IoUring { tuning }
+        IoUring {
+            tuning,
+            counts: route::Counts::default(),
+        }
     }
 
     pub fn tuning(&self) -> &Tuning {
@@ -141,7 +151,30 @@ impl Backend for IoUring {
         "io-uring"
     }
 
+    /// `--copy-method auto` routes each file by residency (`route`); a forced method sends
+    /// every file through the ring workers.
     fn copy_files(&self, plan: &Plan, files: &FileQueue, ctx: &Ctx<'_>) -> Option<String> {
+        if self.tuning.method == CopyMethod::Auto {
+            route::copy_routed(self, plan, files, ctx)
+        } else {
+            self.copy_ring(plan, files, ctx)
+        }
+    }
+
+    fn routes(&self) -> Vec<(&'static str, usize)> {
+        if self.tuning.method != CopyMethod::Auto {
+            return Vec::new();
+        }
+        vec![
+            ("warm", self.counts.warm.load(Ordering::Relaxed)),
+            ("cold", self.counts.cold.load(Ordering::Relaxed)),
+        ]
+    }
+}
+
+impl IoUring {
+    /// Every file of `files` through the ring workers (and their in-kernel copy threads).
+    fn copy_ring(&self, plan: &Plan, files: &FileQueue, ctx: &Ctx<'_>) -> Option<String> {
         let t = &self.tuning;
         let failure: WorkerError = Mutex::new(None);
         let (tx, rx) = mpsc::channel::<kernel::Task>();

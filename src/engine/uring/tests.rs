@@ -89,6 +89,7 @@ fn tuning(method: CopyMethod, buffers: usize, buffer_len: usize, lanes: usize) -
         file_window: 4,
         method,
         threshold: 256 << 10,
+        probe_every: 16,
     }
 }
 
