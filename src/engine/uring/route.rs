@@ -10,7 +10,7 @@
 //! file on the threads (a cold open blocks on the disk) before the ring opens it again.
 use std::fs::File;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, Once, PoisonError};
 
 use super::IoUring;
@@ -25,6 +25,8 @@ pub const DEFAULT_PROBE_EVERY: u32 = 16;
 /// How many files took each route in one run.
 #[derive(Debug, Default)]
 pub struct Counts {
+    /// Whether this run routed at all.
+    pub routed: AtomicBool,
     pub warm: AtomicUsize,
     pub cold: AtomicUsize,
 }
