@@ -630,6 +630,7 @@ pub fn planning_error(output: Output, dry_run: bool, message: &str) {
         skipped: 0,
         archives: Vec::new(),
         checksums_file: None,
+        routes: None,
     };
     let lines = [
         serde_json::to_string(&error),
