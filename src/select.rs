@@ -1196,4 +1196,48 @@ mod tests {
         assert_eq!(lock_namesakes(lock, "b"), 1);
         assert_eq!(lock_namesakes("not toml [", "b"), 0);
     }
+
+    #[test]
+    fn a_target_whose_required_features_are_off_is_left_out_or_refused_by_name() {
+        let pkg: Package = serde_json::from_value(serde_json::json!({
+            "name": "app", "version": "0.1.0", "id": "path+file:///ws/app#0.1.0",
+            "dependencies": [], "features": {"extra": [], "default": []},
+            "manifest_path": "/ws/app/Cargo.toml", "edition": "2021",
+            "targets": [
+                {"name": "app", "kind": ["bin"], "crate_types": ["bin"],
+                 "src_path": "/ws/app/src/main.rs", "edition": "2021"},
+                {"name": "extra", "kind": ["bin"], "crate_types": ["bin"],
+                 "required-features": ["extra"],
+                 "src_path": "/ws/app/src/bin/extra.rs", "edition": "2021"},
+            ],
+        }))
+        .unwrap();
+        let names = |cfg: &Config, remarks: &mut Vec<Remark>| {
+            selected_targets(cfg, &[&pkg], remarks)
+                .map(|v| v.iter().map(|s| s.target.name.clone()).collect::<Vec<_>>())
+        };
+        let mut remarks = Vec::new();
+        assert_eq!(names(&Config::new(), &mut remarks).unwrap(), ["app"]);
+        assert!(
+            matches!(&remarks[..], [Remark::Note(n)] if n.contains("requires the features extra")),
+            "{remarks:?}"
+        );
+        let with = Config {
+            features: vec!["extra".into()],
+            ..Config::new()
+        };
+        assert_eq!(names(&with, &mut Vec::new()).unwrap(), ["app", "extra"]);
+        let named = Config {
+            targets: TargetSelection {
+                bins: vec!["extra".into()],
+                ..Default::default()
+            },
+            ..Config::new()
+        };
+        let err = names(&named, &mut Vec::new()).unwrap_err();
+        assert!(
+            matches!(&err, PlanError::RequiredFeatures { features, .. } if features == "extra"),
+            "{err}"
+        );
+    }
 }

@@ -331,3 +331,65 @@ impl HeldEvents {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::TargetSelection;
+
+    #[test]
+    fn every_selection_and_build_flag_reaches_cargo() {
+        let cfg = Config {
+            packages: vec!["a@0.1.0".into()],
+            workspace: true,
+            exclude: vec!["b".into()],
+            targets: TargetSelection {
+                bins: vec!["x".into()],
+                all_bins: true,
+                examples: vec!["e".into()],
+                all_examples: true,
+                lib: true,
+                crate_types: vec![],
+            },
+            profile: Some("ship".into()),
+            triples: vec!["specs/os.json".into(), "x86_64-unknown-linux-gnu".into()],
+            target_dir: Some("t".into()),
+            manifest_path: Some("w/Cargo.toml".into()),
+            cargo_config: vec!["build.jobs=2".into()],
+            features: vec!["f".into(), "a/g".into()],
+            all_features: true,
+            no_default_features: true,
+            locked: true,
+            frozen: true,
+            offline: true,
+            jobs_given: std::num::NonZeroUsize::new(3),
+            ..Config::new()
+        };
+        let args = build_args(&cfg).join(" ");
+        assert_eq!(
+            args,
+            "build --message-format=json-render-diagnostics --workspace --bins --examples --lib \
+             --all-features --no-default-features --locked --frozen --offline --package a@0.1.0 \
+             --exclude b --bin x --example e --target specs/os.json \
+             --target x86_64-unknown-linux-gnu --config build.jobs=2 --features f,a/g \
+             --profile ship --manifest-path w/Cargo.toml --target-dir t --jobs 3"
+        );
+        assert_eq!(
+            build_args(&Config::new()).join(" "),
+            "build --message-format=json-render-diagnostics"
+        );
+    }
+
+    #[test]
+    fn the_staging_dir_is_a_hidden_sibling_of_the_out_dir() {
+        let tmp = std::env::temp_dir();
+        let staging = staging_dir(&tmp.join("no-such-parent/dist")).unwrap();
+        assert_eq!(
+            staging.parent(),
+            Some(tmp.as_path()),
+            "nearest existing ancestor"
+        );
+        let name = staging.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(name.starts_with(".dist.fastcp-build-"), "{name}");
+    }
+}
