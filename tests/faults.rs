@@ -11,7 +11,7 @@ mod faultfs;
 use std::collections::HashMap;
 use std::fs;
 use std::io::{self, Read, Write};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
@@ -483,4 +483,389 @@ fn fuse_direct_io(variant: &str) {
 per_variant! {
     fuse_page_cache => fuse_page_cache;
     fuse_direct_io => fuse_direct_io;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Kills at random points
+// ---------------------------------------------------------------------------------------------
+
+/// xorshift64*: a seeded generator, so a failing iteration can be replayed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// A tree of `files` files in nested directories: most small, some of a few hundred KiB, a few
+/// of several MiB; modes 0644/0755/0600 and distinct mtimes.
+fn kill_tree(src: &Path, files: usize) {
+    for i in 0..files {
+        let size = match i % 500 {
+            0 => 3 << 20,
+            1..=20 => 200_000 + i,
+            _ => i % 9_000,
+        };
+        let p = src.join(format!("d{}/e{}/f{i}.bin", i % 13, i % 7));
+        put(&p, &noise(size, i as u64));
+        let mode = [0o644, 0o755, 0o600][i % 3];
+        fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
+        let f = fs::File::options().write(true).open(&p).unwrap();
+        let t = std::time::UNIX_EPOCH + Duration::new(1_600_000_000 + i as u64 * 61, i as u32);
+        f.set_modified(t).unwrap();
+    }
+}
+
+/// Every regular file under a final name in `out` equals its source (bytes, mode, mtime); a
+/// temporary name anywhere is an error. Returns the number of whole files.
+fn check_killed_out(src: &Path, out: &Path, context: &str) -> usize {
+    let mut whole = 0;
+    for rel in entries(out) {
+        let p = out.join(&rel);
+        assert!(!is_temp(&rel), "{context}: temporary left: {}", p.display());
+        let md = fs::symlink_metadata(&p).unwrap();
+        if md.is_file() {
+            let s = src.join(&rel);
+            let (sb, db) = (fs::read(&s).unwrap(), fs::read(&p).unwrap());
+            assert!(sb == db, "{context}: {} is not whole ({} of {} bytes)", p.display(), db.len(), sb.len());
+            let sm = fs::metadata(&s).unwrap();
+            assert_eq!(md.mode() & 0o7777, sm.mode() & 0o7777, "{context}: mode of {}", p.display());
+            assert_eq!(
+                (md.mtime(), md.mtime_nsec()),
+                (sm.mtime(), sm.mtime_nsec()),
+                "{context}: mtime of {}",
+                p.display()
+            );
+            whole += 1;
+        }
+    }
+    whole
+}
+
+/// Runs of the kill loop: `FASTCP_KILL_RUNS` (the documented full campaign is 50), else 6.
+fn kill_runs() -> u64 {
+    std::env::var("FASTCP_KILL_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(6)
+}
+
+/// SIGKILL at a random moment of a 5,000-file copy into a new out-dir, on a random variant:
+/// every file under a final name is whole (bytes, mode, mtime), no temporary name is visible
+/// (unnamed `O_TMPFILE` inodes die with the process), and a rerun completes the copy exactly.
+/// `FASTCP_KILL_SEED` replays a failing seed; `FASTCP_KILL_RUNS=50` is the full campaign.
+#[test]
+fn kills_at_random_points_leave_only_whole_files_and_a_rerun_completes() {
+    const NAME: &str = "kills_at_random_points_leave_only_whole_files_and_a_rerun_completes";
+    let seed = std::env::var("FASTCP_KILL_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        });
+    let mut variants = vec!["portable"];
+    if runs_here(NAME, "io-uring") {
+        variants.extend([
+            "io-uring",
+            "io-uring+buffer-ring",
+            "io-uring+copy-file-range",
+            "io-uring+splice",
+        ]);
+    }
+    let t = tmp();
+    let src = t.path().join("src");
+    kill_tree(&src, 5_000);
+    // A normal run's length, per variant: the kill delay is drawn from 0..=100% of it.
+    let mut normal = HashMap::new();
+    for v in &variants {
+        let out = t.path().join("timing");
+        let d = spawn(tree_copy(&src, &out, v, &[])).wait();
+        d.expect_code(0, "an undisturbed run");
+        normal.insert(*v, d.elapsed);
+        fs::remove_dir_all(&out).unwrap();
+    }
+    let mut rng = Rng(seed);
+    let runs = kill_runs();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        for run in 0..runs {
+            let v = variants[rng.below(variants.len() as u64) as usize];
+            let delay = normal[v].mul_f64(rng.below(1001) as f64 / 1000.0);
+            let out = t.path().join(format!("out{run}"));
+            let mut p = spawn(tree_copy(&src, &out, v, &[]));
+            std::thread::sleep(delay);
+            // SAFETY: kill on a child we spawned and have not reaped.
+            unsafe { libc::kill(p.pid(), libc::SIGKILL) };
+            let _ = p.try_status();
+            let _ = p.wait();
+            let context = format!("run {run} ({v}, killed after {delay:?})");
+            let whole = check_killed_out(&src, &out, &context);
+            let d = spawn(tree_copy(&src, &out, v, &[])).wait();
+            d.expect_code(0, &format!("{context}: the rerun after {whole} whole files"));
+            let all = check_killed_out(&src, &out, &format!("{context}, rerun"));
+            assert_eq!(all, 5_000, "{context}: the rerun completes the copy");
+            fs::remove_dir_all(&out).unwrap();
+        }
+    }));
+    if let Err(p) = result {
+        let _ = writeln!(
+            io::stderr(),
+            "kill loop failed with seed {seed}: replay with FASTCP_KILL_SEED={seed} FASTCP_KILL_RUNS={runs}"
+        );
+        std::panic::resume_unwind(p);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Space running out
+// ---------------------------------------------------------------------------------------------
+
+/// A small tmpfs mounted for one test; detached on drop, even when the test panics.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Result<Tmpfs, String> {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return Err("not root: cannot mount a tmpfs".into());
+        }
+        fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0755"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .map_err(|e| format!("mount: {e}"))?;
+        if !st.success() {
+            return Err(format!("mount -t tmpfs failed: {st}"));
+        }
+        Ok(Tmpfs(dir.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// An 8 MiB device: a few small files, a 10 MiB file that fills it mid-file, then 3,000 small
+/// files that fill it between files. ENOSPC is reported for the file that hit it, nothing
+/// partial stands under a final name, what was placed stays whole, and once the device is full
+/// the engine stops starting files: the rest are reported as not copied (the human output says
+/// so once, with the count), not opened and failed one by one.
+fn enospc_case(variant: &str) {
+    const NAME: &str = "enospc";
+    if !runs_here(NAME, variant) {
+        return;
+    }
+    let t = tmp();
+    let src = t.path().join("src");
+    for i in 0..4 {
+        put(&src.join(format!("a/small{i}.txt")), &noise(3_000, i));
+    }
+    put(&src.join("b/large.bin"), &noise(10 << 20, 99));
+    for i in 0..3_000 {
+        put(&src.join(format!("c/many{i:04}.bin")), &noise(4_000 + i, 1_000 + i as u64));
+    }
+    let mnt = t.path().join("mnt");
+    let _fs = match Tmpfs::mount(&mnt, "8m") {
+        Ok(m) => m,
+        Err(e) => return skip(NAME, &e),
+    };
+    let out = mnt.join("out");
+    // `-j1` and one file in flight keep the order (large first, then walk order) deterministic
+    // enough that the large file is the one that fills the device mid-file.
+    let d = spawn(tree_copy(&src, &out, variant, &["-j1", "--max-in-flight", "1"])).wait();
+    d.expect_code(1, "the device fills up");
+    let lines = d.json();
+    let failed: Vec<&Value> = lines.iter().filter(|l| l["reason"] == "failed").collect();
+    let enospc: Vec<&&Value> = failed
+        .iter()
+        .filter(|f| f["error"].as_str().unwrap_or("").contains("No space left on device"))
+        .collect();
+    assert!(
+        enospc.iter().any(|f| f["src"].as_str().unwrap().ends_with("b/large.bin")),
+        "the large file is reported with ENOSPC\n{}",
+        d.describe()
+    );
+    // Files opened and failed with ENOSPC: the large one and the small one that found the device
+    // full; a few more at most (space freed by a failed temporary), never one per file left.
+    assert!(
+        enospc.len() <= 8,
+        "{} files hit ENOSPC: the engine kept starting files on a full device\n{}",
+        enospc.len(),
+        d.stderr
+    );
+    let not_started = failed.len() - enospc.len();
+    let copied = lines.iter().filter(|l| l["reason"] == "copied").count();
+    assert!(copied > 0, "files that fit are placed");
+    assert_eq!(
+        copied + failed.len(),
+        3_005,
+        "every file is reported, copied or failed"
+    );
+    assert!(not_started > 0, "the files after the device filled are reported as not copied");
+    for f in &failed {
+        let dst = Path::new(f["dst"].as_str().unwrap());
+        assert!(
+            fs::symlink_metadata(dst).is_err(),
+            "failed file under its final name: {}",
+            dst.display()
+        );
+    }
+    let whole = check_killed_out(&src, &out, variant);
+    assert_eq!(whole, copied, "every copied file stands whole");
+    // The human report says it once, not 3,000 times.
+    let _ = fs::remove_dir_all(&out);
+    let mut c = fastcp(&[]);
+    c.arg("-o").arg(&out).arg("--from").arg(&src).args(eargs(variant));
+    c.args(["-j1", "--max-in-flight", "1", "**"]);
+    let h = spawn(c).wait();
+    h.expect_code(1, "human output");
+    let lines = h.stderr.lines().count();
+    assert!(
+        lines < 30,
+        "the human output stays short ({lines} lines):\n{}",
+        h.stderr
+    );
+    assert!(h.stderr.contains("No space left on device"), "{}", h.stderr);
+}
+
+per_variant! {
+    enospc => enospc_case;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. Contention
+// ---------------------------------------------------------------------------------------------
+
+fn contention_tree(src: &Path) {
+    for i in 0..400 {
+        let size = if i % 40 == 0 { 2 << 20 } else { 1 + i * 97 };
+        put(&src.join(format!("p{}/q{}/f{i}.bin", i % 4, i % 3)), &noise(size, i as u64));
+    }
+}
+
+/// 2 and 4 runs at once into one out-dir, with the same and with overlapping selections
+/// (`**`, `p0/**`, `**/q1/*`, `p1/**`), each on a different variant where there are several:
+/// every run succeeds and every file ends whole.
+fn concurrent_runs(runs: usize) {
+    let name = format!("concurrent_runs_{runs}");
+    let mut variants = vec!["portable"];
+    if runs_here(&name, "io-uring") {
+        variants.extend(["io-uring", "io-uring+buffer-ring", "io-uring+splice"]);
+    }
+    let t = tmp();
+    let src = t.path().join("src");
+    contention_tree(&src);
+    for (round, selections) in [
+        vec!["**"; runs],
+        ["**", "p0/**", "**/q1/*", "p1/**"][..runs].to_vec(),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let out = t.path().join(format!("out{round}"));
+        let procs: Vec<Proc> = selections
+            .iter()
+            .enumerate()
+            .map(|(k, sel)| {
+                let v = variants[k % variants.len()];
+                let mut c = fastcp(&[]);
+                c.arg("-o").arg(&out).arg("--from").arg(&src).args(eargs(v)).arg(sel);
+                spawn(c)
+            })
+            .collect();
+        for p in procs {
+            p.wait().expect_code(0, &format!("{name}, round {round}"));
+        }
+        let whole = check_killed_out(&src, &out, &name);
+        assert!(whole > 0);
+        if round == 0 {
+            assert_eq!(whole, 400, "{name}: every file is there");
+        }
+    }
+}
+
+#[test]
+fn two_concurrent_runs_into_one_out_dir() {
+    concurrent_runs(2)
+}
+
+#[test]
+fn four_concurrent_runs_into_one_out_dir() {
+    concurrent_runs(4)
+}
+
+/// A run while another process keeps replacing the sources (each a new whole version, of
+/// another size, renamed over the old one): every copied file is exactly one version, never a
+/// mix; a file reported failed names its path.
+fn rewritten_sources(variant: &str) {
+    const NAME: &str = "rewritten_sources";
+    if !runs_here(NAME, variant) {
+        return;
+    }
+    let t = tmp();
+    let src = t.path().join("src");
+    let version = |i: usize, v: usize| noise(50_000 + i * 1_000 + v * 123_457 % 300_000, (i * 10 + v) as u64);
+    for i in 0..120 {
+        put(&src.join(format!("f{i}.bin")), &version(i, 0));
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (src, stop) = (src.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut v = 1;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for i in 0..120 {
+                    let tmp = src.join(format!(".w{i}"));
+                    fs::write(&tmp, version(i, v % 4)).unwrap();
+                    fs::rename(&tmp, src.join(format!("f{i}.bin"))).unwrap();
+                }
+                v += 1;
+            }
+        })
+    };
+    let mut outcomes = Vec::new();
+    for round in 0..4 {
+        let out = t.path().join(format!("out{round}"));
+        let mut c = fastcp(&[]);
+        c.arg("-o").arg(&out).arg("--from").arg(&src).args(eargs(variant));
+        c.args(["--message-format", "json", "f*.bin"]);
+        outcomes.push((out, spawn(c).wait()));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    for (out, d) in outcomes {
+        assert!(matches!(d.code(), Some(0 | 1)), "{}", d.describe());
+        for (src_path, err) in d.failures() {
+            assert!(err.contains(&src_path), "a failure names its path: {err}");
+        }
+        for i in 0..120 {
+            let p = out.join(format!("f{i}.bin"));
+            let Ok(got) = fs::read(&p) else { continue };
+            assert!(
+                (0..4).any(|v| got == version(i, v)),
+                "{} is not one whole version ({} bytes)",
+                p.display(),
+                got.len()
+            );
+        }
+        assert_no_temps(&out);
+    }
+}
+
+per_variant! {
+    rewritten_sources => rewritten_sources;
 }
