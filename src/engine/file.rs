@@ -64,8 +64,9 @@ pub fn copy_opened(
     Ok(())
 }
 
-/// A file expected to hold `size` (< SMALL_FILE) bytes: one read asks for one byte more, so a
-/// short read that reaches `size` is the end of file and a file that grew shows as too long.
+/// A file expected to hold `size` (< SMALL_FILE) bytes: reads ask for one byte more, so a file
+/// that grew shows as too long. Short reads read on; only a read of 0 is the end of file (FUSE
+/// and network filesystems answer short in the middle of a file).
 fn copy_small(
     src: &mut File,
     dst: &mut File,
@@ -89,9 +90,6 @@ fn copy_small(
                 Ok(n) => got += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
-            }
-            if got >= size as usize {
-                break;
             }
         }
         if let Some(h) = hash {

@@ -19,8 +19,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
     BackgroundSession, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, INodeNo,
-    LockOwner, MountOption, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyEntry,
-    ReplyOpen, Request,
+    LockOwner, MountOption, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyEntry, ReplyOpen,
+    Request,
 };
 
 /// What goes wrong with one file.
@@ -145,7 +145,10 @@ impl Inodes {
     }
 
     fn path(&self, ino: INodeNo) -> Option<PathBuf> {
-        self.by_ino.get(ino.0 as usize).cloned().filter(|_| ino.0 > 0)
+        self.by_ino
+            .get(ino.0 as usize)
+            .cloned()
+            .filter(|_| ino.0 > 0)
     }
 }
 

@@ -92,7 +92,11 @@ impl Worker<'_, '_> {
         let dst = Staged::open_ring(job).await?;
         let algo = self.ctx.digests().map(|d| d.algo());
         let hasher = algo.map(|a| RefCell::new(a.hasher()));
-        let (copied, digest) = match self.route(job.size) {
+        let route = match self.route(job.size) {
+            Route::Ring | Route::Splice if !ring_reads_trusted(&src) => Route::Kernel,
+            route => route,
+        };
+        let (copied, digest) = match route {
             Route::Ring => {
                 let n = self.pump(job, &src, &dst.file, hasher.as_ref()).await?;
                 (n, hasher.map(|h| h.into_inner().finish()))
@@ -124,11 +128,12 @@ impl Worker<'_, '_> {
 
     /// The buffer-ring method: reads into kernel-selected pool buffers, writes from them.
     ///
-    /// The file is cut into buffer-sized chunks, `0..=size / len` (the last one may be empty);
-    /// up to `file_window` of them are in flight at once, each taking a permit first. Every read
-    /// asks for a whole buffer, so the last chunk's read also shows whether the file grew, and a
-    /// short read ending at the expected size is its end of file (no extra read of 0 bytes,
-    /// except when the size is a multiple of the buffer length).
+    /// The planned size is cut into buffer-sized chunks, then one more read at the planned end
+    /// must find the end of the file (a read of 0): nothing but a read of 0 ends a file, and a
+    /// file that grew shows as a longer copy. Up to `file_window` reads are in flight at once,
+    /// each holding a permit. No read asks past the planned end, because where a read
+    /// crossing the end of file goes async (FUSE `direct_io`), kernels report the bytes asked
+    /// for, zero-filled, not the bytes the file holds.
     ///
     /// With `hash`, the chunks go one at a time, in order, each hashed between its read and
     /// its write (other files still overlap).
@@ -140,9 +145,10 @@ impl Worker<'_, '_> {
         hash: Option<&RefCell<Hasher>>,
     ) -> Result<u64, CopyError> {
         let len = self.tuning.pool.buffer_len as u64;
-        let chunks = job.size / len + 1;
+        // The data chunks, then the end-of-file read.
+        let chunks = job.size.div_ceil(len) + 1;
         let window = (self.tuning.file_window as u64).min(chunks) as usize;
-        if window <= 1 || hash.is_some() {
+        if window <= 1 || chunks <= 2 || hash.is_some() {
             let mut total = 0;
             for k in 0..chunks {
                 total += self.chunk(job, src, dst, k, hash).await?;
@@ -179,7 +185,11 @@ impl Worker<'_, '_> {
         }
     }
 
-    /// Chunk `k`: bytes `k*len .. (k+1)*len`, or fewer at the end of file. Returns bytes copied.
+    /// Chunk `k`: bytes `k*len .. min((k+1)*len, size)`, read on after short reads until they
+    /// are all there or a read returns 0 (the file shrank: the total falls short and the caller
+    /// reports it). The chunk after the last is the end-of-file read: whatever it finds (it
+    /// should find nothing) counts, so a file that grew is reported, never cut. Returns bytes
+    /// copied, as the kernel counted them.
     async fn chunk(
         &self,
         job: &Job,
@@ -189,10 +199,21 @@ impl Worker<'_, '_> {
         hash: Option<&RefCell<Hasher>>,
     ) -> Result<u64, CopyError> {
         let len = self.tuning.pool.buffer_len as u64;
-        let end = (k + 1) * len;
+        if k == job.size.div_ceil(len) {
+            if self.ctx.cancelled() {
+                return Err(stage::interrupted(job));
+            }
+            let _permit = self.permits.acquire().await;
+            let past = src
+                .read_managed_at(len as usize, job.size)
+                .await
+                .map_err(|e| CopyError::io("read", &job.src, e))?;
+            return Ok(past.map_or(0, |b| b.len() as u64));
+        }
+        let end = ((k + 1) * len).min(job.size);
         let mut pos = k * len;
         let mut got = 0;
-        loop {
+        while pos < end {
             if self.ctx.cancelled() {
                 return Err(stage::interrupted(job));
             }
@@ -217,21 +238,19 @@ impl Worker<'_, '_> {
             self.ctx.progress(n);
             got += n;
             pos += n;
-            // A short read that reaches the expected size is the end of file; one that stops
-            // before it (never seen on regular files, but allowed) reads on.
-            if pos >= end || pos >= job.size {
-                return Ok(got);
-            }
         }
+        Ok(got)
     }
 
     /// The splice method: source → pipe → destination, both steps io_uring splice ops (which
     /// the kernel runs on its io-wq threads). Filling the pipe takes page references, not
     /// bytes; emptying it copies them into the destination's page cache.
     ///
-    /// Each step asks for one pipe's worth; the last one asks for a byte more than the size, so
-    /// a file that grew shows as a longer copy, as in `pump`. The pipe is always drained before
-    /// it is filled again, so neither splice can block on it.
+    /// Each step asks for one pipe's worth, at most what the planned size has left; at the
+    /// planned end one more asks for a byte, which must find the end of the file (a read of 0),
+    /// so a file that grew shows as a longer copy, as in `pump`. Short reads read on: only a
+    /// read of 0 ends a file. The pipe is always drained before it is filled again, so neither
+    /// splice can block on it.
     async fn splice(&self, job: &Job, src: &File, dst: &File) -> Result<u64, CopyError> {
         let pooled = self.pipes.borrow_mut().pop();
         let pipe = match pooled {
@@ -243,7 +262,7 @@ impl Worker<'_, '_> {
             if self.ctx.cancelled() {
                 return Err(stage::interrupted(job));
             }
-            let left = job.size.saturating_sub(pos).saturating_add(1);
+            let left = job.size.saturating_sub(pos).max(1);
             let want = usize::try_from(left).map_or(pipe.capacity, |l| l.min(pipe.capacity));
             let got = compio::fs::pipe::splice(src, &pipe.tx, want)
                 .offset_in(pos as i64)
@@ -266,9 +285,8 @@ impl Worker<'_, '_> {
             }
             pos += got as u64;
             self.ctx.progress(got as u64);
-            // Short of what was asked, at or past the expected size: the end of the file (or
-            // proof that it grew, which the caller reports).
-            if got < want && pos >= job.size || pos > job.size {
+            // Past the planned size: the file grew, which the caller reports.
+            if pos > job.size {
                 break;
             }
         }
@@ -321,6 +339,37 @@ impl Worker<'_, '_> {
         };
         res.map_err(|e| stage::copy_failed(job, e))
     }
+}
+
+/// Whether `src` may be read through io_uring (buffer ring or splice): only on filesystems where
+/// such reads were verified to return what the file holds. Through FUSE (the campaign in
+/// tests/faults.rs, kernel 6.18) three things go wrong: buffer-ring reads that go async with
+/// several files in flight are reported in distinct buffers while the kernel wrote them all into
+/// one (right lengths, wrong bytes); under `direct_io` a read crossing the end of file reports
+/// the length asked for, zero-filled; and a splice after a short answer returns 0 mid-file.
+/// Anything not on the list takes the in-kernel route, which reads like the portable engine.
+fn ring_reads_trusted(src: &File) -> bool {
+    const TRUSTED: [i64; 8] = [
+        0xEF53,      // ext2/3/4
+        0x5846_5342, // xfs
+        0x9123_683E, // btrfs
+        0x0102_1994, // tmpfs
+        0x794C_7630, // overlayfs
+        0xF2F5_2010, // f2fs
+        0xCA45_1A4E, // bcachefs
+        0x8584_58F6, // ramfs
+    ];
+    let mut st = std::mem::MaybeUninit::<libc::statfs>::uninit();
+    // SAFETY: fstatfs on a descriptor we hold open, into a buffer of the right type and size.
+    if unsafe { libc::fstatfs(src.as_raw_fd(), st.as_mut_ptr()) } != 0 {
+        return false;
+    }
+    // SAFETY: fstatfs succeeded, so it filled the struct.
+    let st = unsafe { st.assume_init() };
+    // `f_type` is i64 on x86_64 glibc, a narrower type on other targets.
+    #[allow(clippy::unnecessary_cast)]
+    let kind = st.f_type as i64;
+    TRUSTED.contains(&kind)
 }
 
 /// Writes all of `buf` at `pos`, then drops it (returning a pool buffer to its ring).
