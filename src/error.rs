@@ -162,12 +162,30 @@ pub enum CopyError {
     LinkSourceFailed { path: PathBuf },
     #[error("{} not copied: interrupted", .path.display())]
     Interrupted { path: PathBuf },
+    /// Not started: the destination filled up earlier in the run and this file does not fit.
+    #[error("{} not copied: the destination is full ({free} bytes free)", .path.display())]
+    DestinationFull { path: PathBuf, free: u64 },
     /// A directory or link a streamed walk could not read: what is below it is not copied.
     #[error("{0}; what is below it was not copied")]
     Unwalked(PlanError),
 }
 
 impl CopyError {
+    /// The destination's device (or the user's quota on it) is full.
+    pub fn is_out_of_space(&self) -> bool {
+        let CopyError::Io { cause, .. } = self else {
+            return false;
+        };
+        #[cfg(unix)]
+        {
+            matches!(cause.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+        }
+        #[cfg(not(unix))]
+        {
+            cause.kind() == io::ErrorKind::StorageFull
+        }
+    }
+
     pub fn io(op: &'static str, path: impl Into<PathBuf>, cause: io::Error) -> Self {
         CopyError::Io {
             op,

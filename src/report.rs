@@ -12,6 +12,7 @@ use serde::Serialize;
 use crate::bundle::{Digests, HashAlgo, Outputs};
 use crate::config::Output;
 use crate::engine::{Event, EventSink, Summary};
+use crate::error::CopyError;
 use crate::plan::{Job, Op, Plan};
 use std::sync::OnceLock;
 
@@ -200,6 +201,9 @@ struct Human<'p> {
     failed_files: AtomicU64,
     failed_other: AtomicU64,
     extras: Extras,
+    /// Files not started because the destination was full: said once, with the count, at the
+    /// end (JSON still has a line per file).
+    not_started_full: AtomicU64,
 }
 
 impl<'p> Human<'p> {
@@ -213,6 +217,7 @@ impl<'p> Human<'p> {
             failed_files: AtomicU64::new(0),
             failed_other: AtomicU64::new(0),
             extras: Extras::default(),
+            not_started_full: AtomicU64::new(0),
         }
     }
 
@@ -263,6 +268,10 @@ impl EventSink for Human<'_> {
                     &self.failed_other
                 };
                 counter.fetch_add(1, Ordering::Relaxed);
+                if matches!(error, CopyError::DestinationFull { .. }) {
+                    self.not_started_full.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
                 self.eprint(&styled(Level::Error, &error.to_string()));
             }
             Event::Unwalked { error } | Event::DirSyncFailed { error } => {
@@ -498,6 +507,15 @@ impl Reporter for Human<'_> {
     fn finish(&self, s: &Summary) {
         if let Some(p) = &self.progress {
             p.bar.finish_and_clear();
+        }
+        let full = self.not_started_full.load(Ordering::Relaxed);
+        if full > 0 {
+            let text = format!(
+                "{full} file{} not copied: the destination {} is full",
+                plural(full as usize),
+                self.plan.out_dir.display()
+            );
+            diagnostic(Level::Error, &text);
         }
         let files = self.failed_files.load(Ordering::Relaxed);
         if files > 0 {

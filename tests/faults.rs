@@ -704,6 +704,116 @@ fn kills_at_random_points_leave_only_whole_files_and_a_rerun_completes() {
 // 3. Space running out
 // ---------------------------------------------------------------------------------------------
 
+/// An 8 MiB device: a few small files, a 10 MiB file that fills it mid-file, then 3,000 small
+/// files that fill it between files. ENOSPC is reported for the file that hit it, nothing
+/// partial stands under a final name, what was placed stays whole, and once the device is full
+/// the engine stops starting files: the rest are reported as not copied (the human output says
+/// so once, with the count), not opened and failed one by one.
+fn enospc_case(variant: &str) {
+    const NAME: &str = "enospc";
+    if !runs_here(NAME, variant) {
+        return;
+    }
+    let t = tmp();
+    let src = t.path().join("src");
+    for i in 0..4 {
+        put(&src.join(format!("a/small{i}.txt")), &noise(3_000, i));
+    }
+    put(&src.join("b/large.bin"), &noise(10 << 20, 99));
+    for i in 0..3_000 {
+        put(
+            &src.join(format!("c/many{i:04}.bin")),
+            &noise(4_000 + i, 1_000 + i as u64),
+        );
+    }
+    let mnt = t.path().join("mnt");
+    let _fs = match Tmpfs::mount(&mnt, "8m") {
+        Ok(m) => m,
+        Err(e) => return skip(NAME, &e),
+    };
+    let out = mnt.join("out");
+    // `-j1` and one file in flight keep the order (large first, then walk order) deterministic
+    // enough that the large file is the one that fills the device mid-file.
+    let d = spawn(tree_copy(
+        &src,
+        &out,
+        variant,
+        &["-j1", "--max-in-flight", "1"],
+    ))
+    .wait();
+    d.expect_code(1, "the device fills up");
+    let lines = d.json();
+    let failed: Vec<&Value> = lines.iter().filter(|l| l["reason"] == "failed").collect();
+    let enospc: Vec<&&Value> = failed
+        .iter()
+        .filter(|f| {
+            f["error"]
+                .as_str()
+                .unwrap_or("")
+                .contains("No space left on device")
+        })
+        .collect();
+    assert!(
+        enospc
+            .iter()
+            .any(|f| f["src"].as_str().unwrap().ends_with("b/large.bin")),
+        "the large file is reported with ENOSPC\n{}",
+        d.describe()
+    );
+    // Files opened and failed with ENOSPC: the large one and the small one that found the device
+    // full; a few more at most (space freed by a failed temporary), never one per file left.
+    assert!(
+        enospc.len() <= 8,
+        "{} files hit ENOSPC: the engine kept starting files on a full device\n{}",
+        enospc.len(),
+        d.stderr
+    );
+    let not_started = failed.len() - enospc.len();
+    let copied = lines.iter().filter(|l| l["reason"] == "copied").count();
+    assert!(copied > 0, "files that fit are placed");
+    assert_eq!(
+        copied + failed.len(),
+        3_005,
+        "every file is reported, copied or failed"
+    );
+    assert!(
+        not_started > 0,
+        "the files after the device filled are reported as not copied"
+    );
+    for f in &failed {
+        let dst = Path::new(f["dst"].as_str().unwrap());
+        assert!(
+            fs::symlink_metadata(dst).is_err(),
+            "failed file under its final name: {}",
+            dst.display()
+        );
+    }
+    let whole = check_killed_out(&src, &out, variant);
+    assert_eq!(whole, copied, "every copied file stands whole");
+    // The human report says it once, not 3,000 times.
+    let _ = fs::remove_dir_all(&out);
+    let mut c = fastcp(&[]);
+    c.arg("-o")
+        .arg(&out)
+        .arg("--from")
+        .arg(&src)
+        .args(eargs(variant));
+    c.args(["-j1", "--max-in-flight", "1", "**"]);
+    let h = spawn(c).wait();
+    h.expect_code(1, "human output");
+    let lines = h.stderr.lines().count();
+    assert!(
+        lines < 30,
+        "the human output stays short ({lines} lines):\n{}",
+        h.stderr
+    );
+    assert!(h.stderr.contains("No space left on device"), "{}", h.stderr);
+}
+
+per_variant! {
+    enospc => enospc_case;
+}
+
 // ---------------------------------------------------------------------------------------------
 // 4. Contention
 // ---------------------------------------------------------------------------------------------
@@ -843,4 +953,172 @@ fn rewritten_sources(variant: &str) {
 
 per_variant! {
     rewritten_sources => rewritten_sources;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 7. Error paths found by reading the code
+// ---------------------------------------------------------------------------------------------
+
+const NOBODY: libc::uid_t = 65534;
+
+/// Processes (threads included) uid `uid` has now: RLIMIT_NPROC counts them all.
+fn tasks_of(uid: libc::uid_t) -> u64 {
+    let mut n = 0;
+    for e in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(status) = fs::read_to_string(e.path().join("status")) else {
+            continue;
+        };
+        let owned = status
+            .lines()
+            .find(|l| l.starts_with("Uid:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .is_some_and(|u| u == uid.to_string());
+        if owned {
+            n += status
+                .lines()
+                .find(|l| l.starts_with("Threads:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|t| t.parse::<u64>().ok())
+                .unwrap_or(1);
+        }
+    }
+    n
+}
+
+/// The child runs as uid/gid 65534 with `limits` (resource, value) set first.
+fn as_nobody_with(cmd: &mut Command, limits: Vec<(libc::__rlimit_resource_t, u64)>) {
+    as_user_with(cmd, NOBODY, limits)
+}
+
+/// The child runs as uid/gid `uid` with `limits` (resource, value) set first.
+fn as_user_with(
+    cmd: &mut Command,
+    uid: libc::uid_t,
+    limits: Vec<(libc::__rlimit_resource_t, u64)>,
+) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: only async-signal-safe libc calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            for &(res, v) in &limits {
+                let lim = libc::rlimit {
+                    rlim_cur: v,
+                    rlim_max: v,
+                };
+                if libc::setrlimit(res, &lim) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            if libc::setgroups(0, std::ptr::null()) != 0
+                || libc::setgid(uid) != 0
+                || libc::setuid(uid) != 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// A uid no other test (nor, normally, anything else) runs as: RLIMIT_NPROC counts every task
+/// of the user, so the thread-spawn case must not share nobody with the others.
+const NPROC_UID: libc::uid_t = 64_999;
+
+/// A tree nobody can read, and an out-dir nobody can write that already holds a file (so the
+/// run plans first instead of streaming: no walk thread).
+fn nobody_tree(t: &TempDir) -> (PathBuf, PathBuf) {
+    fs::set_permissions(t.path(), fs::Permissions::from_mode(0o777)).unwrap();
+    let (src, out) = (t.path().join("src"), t.path().join("out"));
+    for i in 0..40 {
+        put(
+            &src.join(format!("d{}/f{i}.bin", i % 3)),
+            &noise(1_000 + i * 5_000, i as u64),
+        );
+    }
+    put(&out.join("already-here"), b"x");
+    for p in [t.path(), &src, &out] {
+        fs::set_permissions(p, fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    for rel in entries(&src) {
+        let p = src.join(rel);
+        let mode = if p.is_dir() { 0o777 } else { 0o644 };
+        fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
+    }
+    (src, out)
+}
+
+/// The portable engine when its worker threads cannot be spawned (RLIMIT_NPROC leaves room for
+/// the main thread and the engine's own, none for `-j 4` workers): before, the first failed
+/// spawn panicked the engine and every file failed; now the engine's thread copies them all.
+#[test]
+fn portable_engine_copies_when_worker_threads_cannot_start() {
+    const NAME: &str = "portable_engine_copies_when_worker_threads_cannot_start";
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return skip(
+            NAME,
+            "not root: cannot run the binary as another user under RLIMIT_NPROC",
+        );
+    }
+    let t = tmp();
+    let (src, out) = nobody_tree(&t);
+    let mut c = tree_copy(&src, &out, "portable", &["-j", "4"]);
+    // The main thread, the plan's feed and the engine's own thread; no room for workers.
+    as_user_with(
+        &mut c,
+        NPROC_UID,
+        vec![(libc::RLIMIT_NPROC, tasks_of(NPROC_UID) + 3)],
+    );
+    let d = spawn(c).wait();
+    d.expect_code(0, "every file copied by the threads there are");
+    assert!(
+        !d.stderr.contains("panicked"),
+        "a worker that cannot start is no panic\n{}",
+        d.describe()
+    );
+    for rel in entries(&src) {
+        if src.join(&rel).is_file() {
+            assert_exact(&src.join(&rel), &out.join(&rel));
+        }
+    }
+}
+
+/// An io-uring worker whose ring cannot be built although the probe's could: 32,768 buffers
+/// (`CARGO_FASTCP_URING_BUFFERS`) need a 512 KiB buffer ring, pinned against an unprivileged
+/// user's RLIMIT_MEMLOCK (256 KiB here, with the rings themselves); the probe's fits. Before, its files
+/// failed ("cannot set up an io_uring worker"); now the worker copies them with blocking calls.
+#[test]
+fn io_uring_worker_without_a_ring_hands_its_files_to_blocking_copies() {
+    const NAME: &str = "io_uring_worker_without_a_ring_hands_its_files_to_blocking_copies";
+    if !runs_here(NAME, "io-uring") {
+        return;
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return skip(
+            NAME,
+            "not root: cannot run the binary as another user under RLIMIT_MEMLOCK",
+        );
+    }
+    let t = tmp();
+    let (src, out) = nobody_tree(&t);
+    let mut c = tree_copy(&src, &out, "io-uring+buffer-ring", &["-j", "2"]);
+    c.env("CARGO_FASTCP_URING_BUFFERS", "32768");
+    as_nobody_with(&mut c, vec![(libc::RLIMIT_MEMLOCK, 256 << 10)]);
+    let d = spawn(c).wait();
+    if d.code() == Some(2) && d.stderr.contains("not available") {
+        return skip(
+            NAME,
+            &format!("io-uring unavailable as uid {NOBODY}: {}", d.stderr.trim()),
+        );
+    }
+    d.expect_code(
+        0,
+        "every file copied although no worker could build its ring",
+    );
+    for rel in entries(&src) {
+        if src.join(&rel).is_file() {
+            assert_exact(&src.join(&rel), &out.join(&rel));
+        }
+    }
 }

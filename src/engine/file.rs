@@ -386,3 +386,28 @@ pub fn ensure_dir(out_dir: &Path, dir: &Path) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Bytes free for an unprivileged writer on `dir`'s filesystem, and its block size; `None`
+/// where that cannot be asked.
+pub fn free_space(dir: &Path) -> Option<(u64, u64)> {
+    #[cfg(unix)]
+    {
+        let c = c_path(dir).ok()?;
+        let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+        // SAFETY: a valid C string and a buffer of the type statvfs fills.
+        if unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) } != 0 {
+            return None;
+        }
+        // SAFETY: statvfs succeeded, so it filled the struct.
+        let st = unsafe { st.assume_init() };
+        // The field types differ between targets (u64 on x86_64 glibc, u32 elsewhere).
+        #[allow(clippy::unnecessary_cast)]
+        let (block, avail) = ((st.f_frsize as u64).max(1), st.f_bavail as u64);
+        Some((avail.saturating_mul(block), block))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        None
+    }
+}

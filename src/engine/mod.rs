@@ -84,6 +84,10 @@ pub struct Ctx<'a> {
     cancel: &'a AtomicBool,
     state: States,
     pub fsync: bool,
+    /// Set when the destination's device said it is full (ENOSPC, EDQUOT) during this run.
+    full: AtomicBool,
+    /// Where free space is asked about once `full` is set.
+    out_dir: PathBuf,
 }
 
 /// Per job: pending, done or failed. Allocated in blocks as the plan grows, so a streamed plan
@@ -135,12 +139,34 @@ impl Ctx<'_> {
     }
 
     pub fn fail(&self, index: usize, error: CopyError) {
+        if error.is_out_of_space() {
+            self.full.store(true, Ordering::Relaxed);
+        }
         self.state.set(index, FAILED);
         self.sink.event(Event::Failed { index, error });
     }
 
     pub fn progress(&self, bytes: u64) {
         self.sink.event(Event::Progress { bytes });
+    }
+
+    /// Whether to start `job`. Once the destination filled up in this run, a file is started
+    /// only if the space its device reports free can hold it: a full device then costs one
+    /// `statvfs` per file left, not an open, a failed write and a cleanup each, and the files
+    /// left are reported as not copied for that reason.
+    pub fn admit(&self, job: &Job) -> Result<(), CopyError> {
+        if !self.full.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        match file::free_space(&self.out_dir) {
+            Some((free, block)) if job.size.div_ceil(block).saturating_mul(block) > free => {
+                Err(CopyError::DestinationFull {
+                    path: job.src.clone(),
+                    free,
+                })
+            }
+            _ => Ok(()),
+        }
     }
 
     /// True once SIGINT/SIGTERM arrived: stop starting work, abandon what is in flight.
@@ -242,6 +268,8 @@ pub fn execute(
             cancel,
             state: States::new(),
             fsync,
+            full: AtomicBool::new(false),
+            out_dir: plan.out_dir.clone(),
         },
     };
     // What is published now is counted in `Started`; later chunks in `Planned`.

@@ -27,15 +27,19 @@ impl Backend for Portable {
                     break;
                 }
                 let job = &plan.jobs[i];
-                match copy_one(job, ctx) {
+                match ctx.admit(job).and_then(|()| copy_one(job, ctx)) {
                     Ok(()) => ctx.done(i),
                     Err(e) => ctx.fail(i, e),
                 }
             }
         };
         std::thread::scope(|s| {
-            for _ in 1..self.threads {
-                s.spawn(worker);
+            // A thread that cannot be started (RLIMIT_NPROC, memory) is one worker fewer; this
+            // thread always works, so the files are copied by however many there are.
+            for n in 1..self.threads {
+                let _ = std::thread::Builder::new()
+                    .name(format!("fastcp-copy-{n}"))
+                    .spawn_scoped(s, worker);
             }
             worker();
         });

@@ -335,11 +335,12 @@ impl Staged<compio::fs::File> {
         }
         let Some(guard) = self.named else {
             with_std(&self.file, |f| link_into_place(f, &job.dst))?;
-            return self
-                .file
-                .close()
-                .await
-                .map_err(|e| CopyError::io("close", &job.dst, e));
+            // The file is in place under its final name, whole and with its metadata: a close
+            // error now cannot undo that, and reporting it as failed would contradict the disk.
+            // (Write-back errors reported at close are NFS's; NFS has no O_TMPFILE, so its
+            // files are named temporaries, closed before their rename.)
+            let _ = self.file.close().await;
+            return Ok(());
         };
         self.file
             .close()

@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::sync::{Mutex, PoisonError};
 
-use super::{Backend, Ctx, FileQueue};
+use super::{file, Backend, Ctx, FileQueue};
 use crate::config::{Config, CopyMethod};
 use crate::plan::Plan;
 
@@ -250,10 +250,26 @@ impl Shared<'_, '_> {
     fn run_worker(&self, queue: Option<kernel::Queue>) {
         let rt = match ring::build(self.tuning.pool) {
             Ok(rt) => rt,
-            Err(e) => {
-                // The other workers take this one's share; if none could start, the files are
-                // failed with this reason after the join.
-                self.note_failure(format!("cannot set up an io_uring worker: {e}"));
+            Err(_) => {
+                // The probe's ring (two small buffers) was built, this one (up to 256 × 128 KiB,
+                // pinned against RLIMIT_MEMLOCK for an unprivileged user) was not: this thread
+                // copies its share with the portable engine's blocking calls instead of
+                // leaving it to fail.
+                while let Some(i) = self.files.next_blocking() {
+                    if self.ctx.cancelled() {
+                        break;
+                    }
+                    let job = &self.plan.jobs[i];
+                    let res = self.ctx.admit(job).and_then(|()| {
+                        file::copy_regular(job, self.ctx.fsync, &|| self.ctx.cancelled(), &|n| {
+                            self.ctx.progress(n)
+                        })
+                    });
+                    match res {
+                        Ok(()) => self.ctx.done(i),
+                        Err(e) => self.ctx.fail(i, e),
+                    }
+                }
                 return;
             }
         };
@@ -273,7 +289,12 @@ impl Shared<'_, '_> {
                         if self.ctx.cancelled() {
                             break;
                         }
-                        match worker.copy(i).await {
+                        let admitted = self.ctx.admit(&self.plan.jobs[i]);
+                        let res = match admitted {
+                            Ok(()) => worker.copy(i).await,
+                            Err(e) => Err(e),
+                        };
+                        match res {
                             Ok(()) => self.ctx.done(i),
                             Err(e) => self.ctx.fail(i, e),
                         }
