@@ -261,9 +261,13 @@ impl Shared<'_, '_> {
                     }
                     let job = &self.plan.jobs[i];
                     let res = self.ctx.admit(job).and_then(|()| {
-                        file::copy_regular(job, self.ctx.fsync, &|| self.ctx.cancelled(), &|n| {
-                            self.ctx.progress(n)
-                        })
+                        file::copy_regular(
+                            job,
+                            self.ctx.fsync,
+                            &|| self.ctx.cancelled(),
+                            &|n| self.ctx.progress(n),
+                            self.ctx.digests(),
+                        )
                     });
                     match res {
                         Ok(()) => self.ctx.done(i),
