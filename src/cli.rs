@@ -100,7 +100,7 @@ struct Cli {
     #[arg(long = "crate-type", value_name = "TYPE", value_parser = crate_kind, help_heading = "Target Selection")]
     crate_type: Vec<CrateKind>,
 
-    /// Also copy debug info files next to artifacts (.pdb on MSVC, .dSYM on Apple)
+    /// Also copy debug info files next to artifacts (.pdb on MSVC, .dSYM on Apple, .dwp on Linux)
     #[arg(long, help_heading = "Target Selection")]
     debug_files: bool,
 

@@ -472,6 +472,15 @@ fn artifact_jobs(
     for (layout, sel, exp) in &expected.files {
         let first = jobs.len();
         if !stage_expected(exp, &sel.pkg.name, &mut jobs)? {
+            // Debug info exists only as the profile makes it (a .dwp only when packed).
+            if exp.kind == Kind::DebugInfo {
+                let p = exp.dir.join(&exp.file);
+                remarks.push(Remark::Warning(format!(
+                    "no debug info file {}",
+                    p.display()
+                )));
+                continue;
+            }
             let cmd = build_command(cfg, &expected.layouts[*layout], sel);
             missing.push((exp.dir.join(&exp.file), cmd));
         }
@@ -581,11 +590,13 @@ impl BuildSelection {
                 let (Some(base), Some(name)) = (file.parent(), file.file_name()) else {
                     continue;
                 };
+                // Cargo's `.dSYM` is a symlink into deps/: stage what it points to.
+                let linked = std::fs::symlink_metadata(file).is_ok_and(|m| m.is_symlink());
                 let walk = PatternWalk {
                     base,
                     out_dir: st.dst.parent().unwrap_or(Path::new("")),
                     excludes: &[],
-                    follow: false,
+                    follow: linked,
                     prune: Vec::new(),
                 };
                 jobs.extend(walk.collect(&[name.to_string_lossy().into_owned()])?);
@@ -902,11 +913,13 @@ fn stage_expected(exp: &Expected, package: &str, jobs: &mut Vec<Job>) -> Result<
         return Ok(false);
     };
     if md.is_dir() {
+        // Cargo leaves a `.dSYM` as a symlink into deps/: the bundle is what it points to.
+        let linked = std::fs::symlink_metadata(&src).is_ok_and(|m| m.is_symlink());
         let walk = PatternWalk {
             base: &exp.dir,
             out_dir: &exp.out,
             excludes: &[],
-            follow: false,
+            follow: linked,
             prune: Vec::new(),
         };
         jobs.extend(walk.collect(std::slice::from_ref(&exp.file))?);

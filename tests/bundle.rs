@@ -531,3 +531,150 @@ fn clean_refuses_directories_that_matter_and_removes_nothing() {
     let run = env.run(&["--clean", "-o", "/", "--release"]);
     run.code(2).stderr_has("--clean refuses to empty /");
 }
+
+// ---------------------------------------------------------------------------------------------
+// --debug-files
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn debug_files_stage_the_dwarf_package_of_a_packed_split_build() {
+    let env = TestEnv::fixture(Fixture::Single);
+    let manifest = env.path("Cargo.toml");
+    let mut toml = fs::read_to_string(&manifest).unwrap();
+    toml.push_str("\n[profile.release]\ndebug = true\nsplit-debuginfo = \"packed\"\n");
+    fs::write(&manifest, toml).unwrap();
+    env.build(&["--release"]);
+    let out = env.out("dist");
+    let run = env.run(&[
+        "--release",
+        "--debug-files",
+        "-o",
+        &s(&out),
+        "--message-format",
+        "json",
+    ]);
+    run.success();
+    assert_tree(&out, &["single-tool", "single-tool.dwp"]);
+    assert_copies(
+        &env.target().join("release"),
+        &out,
+        &["single-tool", "single-tool.dwp"],
+    );
+    let kinds: Vec<(String, String)> = lines_with(&run, "copied")
+        .iter()
+        .map(|l| {
+            (
+                l["dst"]
+                    .as_str()
+                    .unwrap()
+                    .rsplit('/')
+                    .next()
+                    .unwrap()
+                    .to_string(),
+                l["kind"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        kinds.contains(&("single-tool.dwp".into(), "debug-info".into())),
+        "{kinds:?}"
+    );
+}
+
+#[test]
+fn debug_files_without_split_debug_info_warn_and_stage_the_rest() {
+    let env = TestEnv::built_only(Fixture::Single, &["release"]);
+    let out = env.out("dist");
+    let run = env.run(&["--release", "--debug-files", "-o", &s(&out)]);
+    run.success().stderr_has("no debug info file");
+    assert_tree(&out, &["single-tool"]);
+}
+
+/// Cargo leaves `<bin>.dSYM` as a symlink to `deps/<bin>-<hash>.dSYM`: the staged bundle is a
+/// real directory holding what the link points to. (The Apple layout is made by hand: this
+/// checks the selection and the copy, which need no Apple toolchain.)
+#[test]
+fn a_dsym_symlink_is_staged_as_the_directory_it_points_to() {
+    let env = TestEnv::built_only(Fixture::Single, &["release"]);
+    let dir = env.target().join("aarch64-apple-darwin/release");
+    let bundle = dir.join("deps/single-tool-0123abcd.dSYM");
+    fs::create_dir_all(bundle.join("Contents/Resources/DWARF")).unwrap();
+    fs::write(bundle.join("Contents/Info.plist"), "<plist/>").unwrap();
+    fs::write(
+        bundle.join("Contents/Resources/DWARF/single-tool"),
+        "dwarf bytes",
+    )
+    .unwrap();
+    fs::write(dir.join("single-tool"), "a mach-o binary").unwrap();
+    set_mode(&dir.join("single-tool"), 0o755);
+    std::os::unix::fs::symlink(
+        "deps/single-tool-0123abcd.dSYM",
+        dir.join("single-tool.dSYM"),
+    )
+    .unwrap();
+    let out = env.out("dist");
+    env.run(&[
+        "--release",
+        "--target",
+        "aarch64-apple-darwin",
+        "--debug-files",
+        "-o",
+        &s(&out),
+    ])
+    .success();
+    let staged = out.join("single-tool.dSYM");
+    assert!(
+        fs::symlink_metadata(&staged).unwrap().is_dir(),
+        "{} should be a real directory",
+        staged.display()
+    );
+    assert_tree(
+        &out,
+        &[
+            "single-tool",
+            "single-tool.dSYM/Contents/Info.plist",
+            "single-tool.dSYM/Contents/Resources/DWARF/single-tool",
+        ],
+    );
+    assert_copies(
+        &bundle,
+        &staged,
+        &[
+            "Contents/Info.plist",
+            "Contents/Resources/DWARF/single-tool",
+        ],
+    );
+}
+
+/// `{target}` is the platform cargo's own configuration builds for (here `--config
+/// build.target`), not the host, when no `--target` is given. The cross-built binary is made by
+/// hand: the selection and the name are what is checked.
+#[test]
+fn the_archive_target_follows_cargo_configuration() {
+    let env = TestEnv::built_only(Fixture::Single, &["release"]);
+    let triple = "aarch64-unknown-linux-gnu";
+    let dir = env.target().join(triple).join("release");
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join("single-tool"), "an aarch64 binary").unwrap();
+    set_mode(&dir.join("single-tool"), 0o755);
+    let out = env.out("dist");
+    env.run(&[
+        "--release",
+        "--config",
+        &format!("build.target=\"{triple}\""),
+        "--archive",
+        "tar.gz",
+        "-o",
+        &s(&out),
+    ])
+    .success();
+    let name = format!("single-tool-0.1.0-{triple}");
+    assert_tree(
+        &out,
+        &[
+            "single-tool",
+            &format!("{name}.tar.gz"),
+            &format!("{name}.tar.gz.sha256"),
+        ],
+    );
+}

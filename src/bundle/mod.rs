@@ -46,7 +46,7 @@ pub enum BundleError {
     SeveralTargets(usize),
     #[error("--archive needs an out-dir (-o) to archive")]
     NoOutDir,
-    #[error("`cargo metadata` failed: {0}")]
+    #[error("asking cargo: {0}")]
     Metadata(String),
     #[error("cannot tell the host triple for {{target}}: {0}")]
     Host(String),
@@ -170,9 +170,15 @@ fn check(cfg: &Config, plan: &Plan) -> Result<Bundle, BundleError> {
             (vars.name, vars.version) = identity(meta, plan);
         }
         if used.contains(&"target") {
-            vars.target = Some(match cfg.triples.as_slice() {
+            // The platforms the artifacts were selected for, as cargo resolves them
+            // (`--target`, `--config`, `build.target`); none means the host.
+            let cwd = std::env::current_dir().map_err(|e| BundleError::io(Path::new("."), e))?;
+            let targets =
+                crate::cargo::config::build_targets(&cfg.triples, &cfg.cargo_config, &cwd)
+                    .map_err(|e| BundleError::Metadata(e.to_string()))?;
+            vars.target = Some(match targets.as_slice() {
                 [] => host_triple(meta.as_ref())?,
-                [one] => one.clone(),
+                [one] => one.name.clone(),
                 several => return Err(BundleError::SeveralTargets(several.len())),
             });
         }

@@ -68,6 +68,8 @@ impl Platform {
                     match self {
                         Platform::Msvc => v.push((format!("{lib}.pdb"), Kind::DebugInfo)),
                         Platform::Apple => v.push((format!("{name}.dSYM"), Kind::DebugInfo)),
+                        // split-debuginfo = "packed": the DWARF package beside the binary.
+                        Platform::Unix => v.push((format!("{name}.dwp"), Kind::DebugInfo)),
                         _ => {}
                     }
                 }
@@ -97,6 +99,7 @@ impl Platform {
                         Platform::Apple => {
                             v.push((format!("lib{lib}.dylib.dSYM"), Kind::DebugInfo))
                         }
+                        Platform::Unix => v.push((format!("lib{lib}.so.dwp"), Kind::DebugInfo)),
                         _ => {}
                     }
                 }
@@ -136,11 +139,11 @@ mod tests {
         };
         assert_eq!(
             f("x86_64-unknown-linux-gnu", CrateKind::Cdylib, "ffi-core"),
-            ["libffi_core.so"]
+            ["libffi_core.so", "libffi_core.so.dwp"]
         );
         assert_eq!(
             f("x86_64-unknown-linux-gnu", CrateKind::Bin, "app-cli"),
-            ["app-cli"]
+            ["app-cli", "app-cli.dwp"]
         );
         assert_eq!(
             f("aarch64-apple-darwin", CrateKind::Cdylib, "a-b"),
