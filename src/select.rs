@@ -466,6 +466,8 @@ fn artifact_jobs(
     remarks: &mut Vec<Remark>,
 ) -> Result<Vec<Job>, PlanError> {
     let expected = expectation(cfg, meta, target_dir, out_dir, remarks)?;
+    // Dep-info paths are absolute.
+    let abs_target_dir = std::path::absolute(target_dir).unwrap_or_else(|_| target_dir.into());
     let mut jobs = Vec::new();
     let mut missing = Vec::new();
     let mut stale = Vec::new();
@@ -484,7 +486,11 @@ fn artifact_jobs(
             let cmd = build_command(cfg, &expected.layouts[*layout], sel);
             missing.push((exp.dir.join(&exp.file), cmd));
         }
-        stale.extend(jobs[first..].iter().filter_map(|j| check_fresh(j, meta)));
+        stale.extend(
+            jobs[first..]
+                .iter()
+                .filter_map(|j| check_fresh(j, meta, &abs_target_dir)),
+        );
     }
     if !missing.is_empty() {
         return Err(PlanError::MissingArtifacts(missing));
@@ -710,11 +716,17 @@ impl Destinations {
 }
 
 /// `Some` when a source `job` (an artifact file) was built from is newer than it.
-fn check_fresh(job: &Job, meta: &Metadata) -> Option<StaleArtifact> {
+///
+/// Only sources in the workspace count, and none under the target dir: those are what cargo
+/// itself judges by mtime. A registry crate's sources are judged by version, and a restored
+/// cache may well give them newer mtimes than the artifact without making it stale.
+fn check_fresh(job: &Job, meta: &Metadata, target_dir: &Path) -> Option<StaleArtifact> {
     if job.op != Op::Copy || job.kind == Kind::DebugInfo {
         return None;
     }
-    let source = depinfo::newer_source(&job.src, job.mtime?, meta.workspace_root.as_std_path())?;
+    let root = meta.workspace_root.as_std_path();
+    let ours = |p: &Path| p.starts_with(root) && !p.starts_with(target_dir);
+    let source = depinfo::newer_source(&job.src, job.mtime?, root, ours)?;
     Some(StaleArtifact {
         artifact: job.src.clone(),
         source,

@@ -277,13 +277,28 @@ fn the_build_target_comes_from_cargo_config_env_and_config_flag() {
 fn an_artifact_older_than_its_sources_is_said_and_refused_with_require_fresh() {
     let (tmp, ws) = private();
     cargo_build(&ws, &[] as &[&str]);
+    // A source outside the workspace (a registry crate's, say) is judged by cargo by its
+    // version, not its mtime: a newer one makes nothing stale.
+    let later = SystemTime::now() + Duration::from_secs(60);
+    let outside = tmp.path().join("registry-src.rs");
+    fs::write(&outside, "// not ours\n").unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&outside)
+        .unwrap()
+        .set_modified(later)
+        .unwrap();
+    let dep_info = ws.join("target/debug/app.d");
+    let mut text = fs::read_to_string(&dep_info).unwrap();
+    let first_line_end = text.find('\n').unwrap();
+    text.insert_str(first_line_end, &format!(" {}", outside.display()));
+    fs::write(&dep_info, text).unwrap();
     let out = out_of(&tmp, "fresh");
     fastcp(&ws, &[], &["-o", &s(&out)])
         .success()
         .stderr_empty_of_warnings();
 
     // The proc-macro dependency's source counts too: it is in app's dep-info.
-    let later = SystemTime::now() + Duration::from_secs(60);
     let src = ws.join("derive/src/lib.rs");
     fs::File::options()
         .write(true)

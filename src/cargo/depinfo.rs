@@ -74,14 +74,20 @@ fn split_unescaped<'a>(line: &'a str, sep: &'a str) -> impl Iterator<Item = &'a 
     })
 }
 
-/// A source listed in `artifact`'s dep-info file that was modified after `built` (the
-/// artifact's mtime); `None` when all are older or there is no dep-info to read.
-pub fn newer_source(artifact: &Path, built: SystemTime, base: &Path) -> Option<PathBuf> {
+/// A source listed in `artifact`'s dep-info file, of those `counts`, that was modified after
+/// `built` (the artifact's mtime); `None` when all are older or there is no dep-info to read.
+pub fn newer_source(
+    artifact: &Path,
+    built: SystemTime,
+    base: &Path,
+    counts: impl Fn(&Path) -> bool,
+) -> Option<PathBuf> {
     let text = std::fs::read_to_string(path_for(artifact)?).ok()?;
     sources(&text, base).into_iter().find(|src| {
-        std::fs::metadata(src)
-            .and_then(|m| m.modified())
-            .is_ok_and(|m| m > built)
+        counts(src)
+            && std::fs::metadata(src)
+                .and_then(|m| m.modified())
+                .is_ok_and(|m| m > built)
     })
 }
 
