@@ -444,7 +444,12 @@ fn bar_style(counts: &Arc<Counts>) -> ProgressStyle {
         let tb = human_bytes(c.total_bytes.load(Ordering::Relaxed));
         let rate = human_bytes(state.per_sec() as u64);
         let el = secs(state.elapsed());
-        let eta = secs(state.eta());
+        // No byte has moved yet: there is no rate to estimate from.
+        let eta = if state.pos() == 0 {
+            "?".to_string()
+        } else {
+            secs(state.eta())
+        };
         let text = fit(
             room,
             &[
@@ -571,7 +576,7 @@ impl Reporter for Human<'_> {
 
     fn note(&self, text: &str) {
         if self.verbose > 0 {
-            self.eprint(text);
+            self.eprint(&styled(Level::Note, text));
         }
     }
 

@@ -162,42 +162,38 @@ fn check_frames(raw: &str, cols: u16) -> Vec<String> {
     frames
 }
 
-fn progress_streamed(cols: u16) {
+/// Copies the progress tree with `--from SRC '**'` on a `cols`-wide terminal; returns the checked
+/// frames and everything the terminal got. `complete`: into a non-empty out-dir, so the plan is
+/// complete before the copy starts; else into a new one, so the walk streams into the copy.
+fn progress_run(cols: u16, complete: bool) -> (Vec<String>, String) {
     let env = TestEnv::empty();
     let src = progress_tree(env.scratch());
     let out = env.out("copy");
-    let (code, raw) = in_pty(
-        env.root(),
-        cols,
-        &["--from", &s(&src), "-o", &s(&out), "**"],
-    );
+    if complete {
+        fs::create_dir_all(&out).unwrap();
+        fs::write(out.join("keep"), "x").unwrap();
+    }
+    let args = ["--from", &s(&src), "-o", &s(&out), "**"];
+    let (code, raw) = in_pty(env.root(), cols, &args);
     assert_eq!(code, 0, "{raw}");
-    let frames = check_frames(&raw, cols);
+    assert!(
+        strip_ansi(&raw).contains("Copied 2403 files"),
+        "summary line missing:\n{raw}"
+    );
+    (check_frames(&raw, cols), raw)
+}
+
+fn progress_streamed(cols: u16) {
+    let (frames, _) = progress_run(cols, false);
     // The walk is still running when the first frame is drawn: a counter, not a guessed bar.
     assert!(
         frames[0].contains("found ") || frames[0].contains('+'),
         "the first frame of a streamed copy is a counter: {frames:#?}"
     );
-    assert!(
-        strip_ansi(&raw).contains("Copied 2403 files"),
-        "summary line missing:\n{raw}"
-    );
 }
 
 fn progress_planned(cols: u16) {
-    let env = TestEnv::empty();
-    let src = progress_tree(env.scratch());
-    let out = env.out("copy");
-    // A non-empty out-dir: the plan is complete before the copy starts, so the total is known.
-    fs::create_dir_all(&out).unwrap();
-    fs::write(out.join("keep"), "x").unwrap();
-    let (code, raw) = in_pty(
-        env.root(),
-        cols,
-        &["--from", &s(&src), "-o", &s(&out), "**"],
-    );
-    assert_eq!(code, 0, "{raw}");
-    let frames = check_frames(&raw, cols);
+    let (frames, _) = progress_run(cols, true);
     assert!(
         frames.iter().all(|f| is_bar(f) && !f.contains("found ")),
         "a complete plan shows only the bar: {frames:#?}"
@@ -319,74 +315,52 @@ fn profile_dev_is_the_default_spelled_out() {
 // colour
 // ---------------------------------------------------------------------------------------------
 
-#[test]
-fn usage_errors_follow_color_flag_and_env() {
-    let env = TestEnv::shared(Fixture::Ws);
-    let run = env.run(&["--color", "always", "--no-such-flag"]);
-    run.code(2);
-    assert!(
-        run.stderr.contains("\x1b["),
-        "--color always: {:?}",
-        run.stderr
-    );
-    let run = env.run(&["--color", "never", "--no-such-flag"]);
-    run.code(2);
-    assert!(
-        !run.stderr.contains('\x1b'),
-        "--color never: {:?}",
-        run.stderr
-    );
+/// Runs with `CARGO_TERM_COLOR` set to `term_color` (the harness sets `never` and `NO_COLOR`).
+fn run_with_term_color(env: &TestEnv, term_color: &str, args: &[&str]) -> Run {
     let mut cmd = env.fastcp();
-    cmd.env("CARGO_TERM_COLOR", "always").arg("--no-such-flag");
-    let run = Run::from_cmd(&mut cmd, &["--no-such-flag"]);
-    run.code(2);
-    assert!(
-        run.stderr.contains("\x1b["),
-        "CARGO_TERM_COLOR=always: {:?}",
-        run.stderr
-    );
+    cmd.env("CARGO_TERM_COLOR", term_color).args(args);
+    Run::from_cmd(&mut cmd, args)
 }
 
 #[test]
-fn runtime_errors_follow_color_flag_and_env() {
+fn colour_follows_the_color_flag_then_cargo_term_color() {
     let env = TestEnv::shared(Fixture::Ws);
     let out = env.out("dist");
     let o = s(&out);
-    let red = "\x1b[1m\x1b[31merror:\x1b[0m";
+    let red_error = "\x1b[1m\x1b[31merror:\x1b[0m";
     let cyan_help = "\x1b[1m\x1b[36mhelp:\x1b[0m";
-    let run = env.run(&["--color", "always", "--release", "-p", "app-clli", "-o", &o]);
-    run.code(2);
-    assert!(
-        run.stderr.starts_with(red),
-        "bold red error: {:?}",
-        run.stderr
-    );
-    assert!(
-        run.stderr.contains(cyan_help),
-        "bold cyan help: {:?}",
-        run.stderr
-    );
-    let run = env.run(&["--color", "never", "--release", "-p", "app-clli", "-o", &o]);
-    run.code(2);
-    assert!(!run.stderr.contains('\x1b'), "{:?}", run.stderr);
-    assert!(run.stderr.starts_with("error: "), "{:?}", run.stderr);
-    let args = ["--release", "-p", "app-clli", "-o", &o];
-    let mut cmd = env.fastcp();
-    cmd.env("CARGO_TERM_COLOR", "always").args(args);
-    let run = Run::from_cmd(&mut cmd, &args);
-    run.code(2);
-    assert!(
-        run.stderr.starts_with(red),
-        "CARGO_TERM_COLOR=always: {:?}",
-        run.stderr
-    );
-    // the flag wins over the environment, as in cargo
-    let args = ["--color", "never", "--release", "-p", "app-clli", "-o", &o];
-    let mut cmd = env.fastcp();
-    cmd.env("CARGO_TERM_COLOR", "always").args(args);
-    let run = Run::from_cmd(&mut cmd, &args);
-    run.code(2);
-    assert!(!run.stderr.contains('\x1b'), "{:?}", run.stderr);
+    // clap's usage error, and one of ours with a help line
+    let usage: &[&str] = &["--no-such-flag"];
+    let runtime: &[&str] = &["--release", "-p", "app-clli", "-o", &o];
+    // (--color, CARGO_TERM_COLOR, coloured): the flag wins over the environment, as in cargo
+    let cases = [
+        (Some("always"), "never", true),
+        (Some("never"), "always", false),
+        (None, "always", true),
+        (None, "never", false),
+    ];
+    for (flag, term, coloured) in cases {
+        for base in [usage, runtime] {
+            let mut args: Vec<&str> = Vec::new();
+            if let Some(f) = flag {
+                args.extend(["--color", f]);
+            }
+            args.extend_from_slice(base);
+            let run = run_with_term_color(&env, term, &args);
+            run.code(2);
+            let what = format!("{args:?} with CARGO_TERM_COLOR={term}: {:?}", run.stderr);
+            assert_eq!(run.stderr.contains('\x1b'), coloured, "{what}");
+            if base == runtime {
+                let (error, help) = if coloured {
+                    (red_error, cyan_help)
+                } else {
+                    ("error:", "help:")
+                };
+                assert!(run.stderr.starts_with(error), "{what}");
+                assert!(run.stderr.contains(help), "{what}");
+            }
+        }
+    }
     assert!(!out.exists());
 }
 
