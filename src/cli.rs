@@ -237,8 +237,7 @@ struct Cli {
         value_enum,
         value_name = "WHEN",
         env = "CARGO_TERM_COLOR",
-        hide_env_values = true,
-        hide = true
+        hide_env_values = true
     )]
     color: Option<ColorArg>,
 
