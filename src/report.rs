@@ -613,7 +613,8 @@ struct Json<'p> {
     plan: &'p Plan,
     out: std::sync::Mutex<Box<dyn Write + Send + 'p>>,
     extras: Extras,
-    /// Relative paths go out joined to this, so `src` and `dst` are absolute.
+    /// A relative destination goes out joined to this, so `dst` is absolute. (`src` is as
+    /// selection found it: absolute from cargo, relative to the cwd for a relative `--from`.)
     cwd: Option<std::path::PathBuf>,
 }
 
@@ -767,14 +768,13 @@ impl<'p> Json<'p> {
     }
 
     fn failed_line(&self, job: Option<&crate::plan::Job>, error: &crate::error::CopyError) {
-        let src = job.map(|j| self.abs(&j.src));
         let dst = job.map(|j| self.abs(&j.dst));
         self.emit(&FailedLine {
             reason: "failed",
-            src: src.as_ref().map(|p| p.to_string_lossy().into_owned()),
+            src: job.map(|j| j.src.to_string_lossy().into_owned()),
             dst: dst.as_ref().map(|p| p.to_string_lossy().into_owned()),
             error: error.to_string(),
-            src_bytes: src.as_deref().and_then(raw_bytes),
+            src_bytes: job.and_then(|j| raw_bytes(&j.src)),
             dst_bytes: dst.as_deref().and_then(raw_bytes),
         });
     }
@@ -788,15 +788,15 @@ impl<'p> Json<'p> {
             return;
         }
         let (sha256, sha512) = self.extras.digest(job);
-        let (src, dst) = (self.abs(&job.src), self.abs(&job.dst));
+        let dst = self.abs(&job.dst);
         self.emit(&FileLine {
             reason,
-            src: src.to_string_lossy().into_owned(),
+            src: job.src.to_string_lossy().into_owned(),
             dst: dst.to_string_lossy().into_owned(),
             bytes: job.size,
             kind: job.kind.as_str(),
             package: job.package.as_deref(),
-            src_bytes: raw_bytes(&src),
+            src_bytes: raw_bytes(&job.src),
             dst_bytes: raw_bytes(&dst),
             sha256,
             sha512,

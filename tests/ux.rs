@@ -596,7 +596,7 @@ fn exclude_glob_removing_the_only_match_says_so() {
 // ---------------------------------------------------------------------------------------------
 
 #[test]
-fn json_paths_are_absolute_even_for_a_relative_out_dir() {
+fn json_dst_is_absolute_even_for_a_relative_out_dir() {
     let env = TestEnv::built_only(Fixture::Single, &["release"]);
     let run = env.run(&[
         "--release",
@@ -611,11 +611,8 @@ fn json_paths_are_absolute_even_for_a_relative_out_dir() {
     let copied: Vec<_> = lines.iter().filter(|l| l["reason"] == "copied").collect();
     assert_eq!(copied.len(), 2, "{}", run.stdout);
     for l in copied {
-        for field in ["src", "dst"] {
-            let p = Path::new(l[field].as_str().unwrap());
-            assert!(p.is_absolute(), "{field} is not absolute: {l}");
-        }
         let dst = Path::new(l["dst"].as_str().unwrap());
+        assert!(dst.is_absolute(), "dst is not absolute: {l}");
         assert!(dst.starts_with(env.path("dist")), "{l}");
         assert!(dst.is_file(), "{l}");
     }
