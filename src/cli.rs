@@ -516,14 +516,9 @@ fn into_config(cli: Cli) -> Result<Config, clap::Error> {
     cfg.offline = cli.offline;
     cfg.jobs_given = cli.jobs.and_then(|j| NonZeroUsize::new(j.into()));
     bundle_options(&mut cfg, cli.checksums, cli.archive, cli.update)?;
-    if cfg.build
-        && (cli.clean
-            || cfg.checksums.is_some()
-            || !cfg.archives.is_empty()
-            || cfg.update.is_some())
-    {
+    if cfg.build && (cli.clean || cfg.update.is_some()) {
         return Err(usage(
-            "--build does not combine with --checksums, --archive, --update or --clean yet: run `cargo build` first",
+            "--build does not combine with --update or --clean (it places a fresh build): run `cargo build` first",
         ));
     }
     cfg.archive_name = cli.archive_name;

@@ -69,17 +69,7 @@ fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
         &bundle.sink(reporter.as_sink(), selection.plan()),
         signal::flag(),
     )?;
-    match bundle.after(selection.plan(), &summary) {
-        Ok(Some(outputs)) => reporter.bundled(&outputs),
-        Ok(None) => {}
-        Err(e) => {
-            summary.errors += 1;
-            reporter.as_sink().event(engine::Event::Failed {
-                index: usize::MAX,
-                error: e.into(),
-            });
-        }
-    }
+    bundle_after(&bundle, selection.plan(), &mut summary, reporter.as_ref());
     reporter.finish(&summary);
     Ok(exit_code(&summary))
 }
@@ -89,6 +79,11 @@ fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
 /// `cargo::build`), and only then are they reported, under their final names.
 fn run_build(cfg: &Config) -> anyhow::Result<ExitCode> {
     let build = CargoBuild::new(cfg)?;
+    // The bundle is checked against what the build is expected to stage.
+    let expected = build
+        .selection()
+        .expected_plan(cfg.out_dir.clone().unwrap_or_default())?;
+    let (_, bundle) = bundle::prepare(cfg, Selection::Complete(expected))?;
     let chosen = engine::choose(cfg)?;
     let engine = chosen.backend.name();
     if cfg.dry_run {
@@ -107,7 +102,7 @@ fn run_build(cfg: &Config) -> anyhow::Result<ExitCode> {
         &selection,
         chosen.backend.as_ref(),
         cfg.fsync,
-        &held,
+        &bundle.sink(&held, selection.plan()),
         signal::flag(),
     );
     // Anything but a finished copy of a successful build places nothing.
@@ -133,13 +128,18 @@ fn run_build(cfg: &Config) -> anyhow::Result<ExitCode> {
     let (plan, failed) = build.place(selection.plan(), &done);
     summary.errors += failed.len();
     summary.files -= failed.len().min(summary.files);
+    bundle.moved(selection.plan(), &plan);
     let reporter = report::github::for_run(cfg, &plan)?;
     say(reporter.as_ref(), &build.selection().remarks);
+    if let Some(digests) = bundle.digests() {
+        reporter.digests(digests);
+    }
     reporter.note(&format!(
         "engine: {engine} ({}); copying while cargo builds",
         chosen.reason
     ));
     held.replay(reporter.as_sink(), failed);
+    bundle_after(&bundle, &plan, &mut summary, reporter.as_ref());
     reporter.finish(&summary);
     Ok(exit_code(&summary))
 }
@@ -161,5 +161,26 @@ fn exit_code(summary: &engine::Summary) -> ExitCode {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// After the copy: the checksums file and archives, reported; a failure to write them counts
+/// as one more error.
+fn bundle_after(
+    bundle: &bundle::Bundle,
+    plan: &cargo_fastcp::Plan,
+    summary: &mut engine::Summary,
+    reporter: &dyn report::Reporter,
+) {
+    match bundle.after(plan, summary) {
+        Ok(Some(outputs)) => reporter.bundled(&outputs),
+        Ok(None) => {}
+        Err(e) => {
+            summary.errors += 1;
+            reporter.as_sink().event(engine::Event::Failed {
+                index: usize::MAX,
+                error: e.into(),
+            });
+        }
     }
 }

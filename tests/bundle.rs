@@ -678,3 +678,52 @@ fn the_archive_target_follows_cargo_configuration() {
         ],
     );
 }
+
+/// `--build` with `--checksums` and `--archive`: cargo builds, the engine stages what it
+/// reports, and the bundle is made from the placed files.
+#[test]
+fn build_then_checksums_and_archive() {
+    let env = TestEnv::fixture(Fixture::Single);
+    let out = env.out("dist");
+    let run = env.run(&[
+        "--build",
+        "--offline",
+        "--release",
+        "-o",
+        &s(&out),
+        "--checksums",
+        "sha256",
+        "--archive",
+        "tar.gz",
+        "--message-format",
+        "json",
+    ]);
+    run.success();
+    let name = default_name();
+    assert_tree(
+        &out,
+        &[
+            "SHA256SUMS",
+            "single-tool",
+            &format!("{name}.tar.gz"),
+            &format!("{name}.tar.gz.sha256"),
+        ],
+    );
+    tool(&out, "sha256sum", &["-c", "SHA256SUMS"]);
+    let copied = lines_with(&run, "copied");
+    assert_eq!(copied.len(), 1, "{}", run.stdout);
+    let digest = tool(&out, "sha256sum", &["single-tool"]);
+    assert_eq!(
+        copied[0]["sha256"].as_str(),
+        digest.split_whitespace().next()
+    );
+    let listing = tool(&out, "tar", &["-tzf", &format!("{name}.tar.gz")]);
+    assert!(
+        listing.contains(&format!("{name}/single-tool")),
+        "{listing}"
+    );
+    // --update and --clean do not combine with a build.
+    env.run(&["--build", "--release", "-o", &s(&out), "--clean"])
+        .code(2)
+        .stderr_has("--build does not combine");
+}

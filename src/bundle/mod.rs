@@ -439,6 +439,17 @@ impl Bundle {
         Ok(())
     }
 
+    /// Files the copy placed at `staged`'s destinations now stand at `placed`'s (same job
+    /// indices; `--build` moves them from its staging directory): their digests move along.
+    pub fn moved(&self, staged: &Plan, placed: &Plan) {
+        let Some(d) = &self.digests else { return };
+        for (from, to) in staged.jobs.iter().zip(placed.jobs.iter()) {
+            if let Some(hex) = d.get(&from.dst) {
+                d.insert(&to.dst, hex);
+            }
+        }
+    }
+
     /// `--update`: the files left alone because they are already in place.
     pub fn skipped(&self) -> &[Job] {
         &self.skipped
