@@ -315,6 +315,11 @@ impl Progress {
         bar.set_style(counter_style(&counts));
         let p = Progress { bar, counts };
         p.check_known(plan);
+        if !p.counts.known.load(Ordering::Acquire) {
+            // Drawn now, on this thread: the counter is the first frame of a plan still being
+            // fed, however late the ticker thread starts.
+            p.bar.tick();
+        }
         // Redraws while nothing else moves, so the elapsed time and the spinner stay live.
         p.bar.enable_steady_tick(Duration::from_millis(100));
         p
