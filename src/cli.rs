@@ -604,6 +604,24 @@ mod tests {
     }
 
     #[test]
+    fn cargo_habits_parse_as_cargo_reads_them() {
+        let cfg = parse(args(&["x", "--all", "--profile", "dev", "-o", "d"])).unwrap();
+        assert!(cfg.workspace, "--all is --workspace");
+        assert_eq!(cfg.profile, None, "--profile dev is the default");
+        let color = |a: &[&str]| color_before_parsing(&args(a));
+        assert_eq!(
+            color(&["x", "--color", "never", "--color=always"]),
+            ColorArg::Always
+        );
+        assert_eq!(
+            color(&["x", "--color=always", "--color", "never"]),
+            ColorArg::Never
+        );
+        let cfg = parse(args(&["x", "--color", "never", "-o", "d"])).unwrap();
+        assert_eq!(cfg.color, Color::Never);
+    }
+
+    #[test]
     fn bad_combinations_are_usage_errors() {
         for bad in [
             &["x", "--release", "--profile", "dev", "-o", "d"][..],
@@ -614,6 +632,8 @@ mod tests {
             &["x", "--exclude", "a", "-o", "o"],
             &["x", "--crate-type", "exe", "-o", "o"],
             &["x", "--max-in-flight", "0", "-o", "o"],
+            &["x", "-q", "-v", "-o", "o"],
+            &["x", "--color", "sometimes", "-o", "o"],
             &[
                 "x",
                 "--github-output",
