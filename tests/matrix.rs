@@ -27,7 +27,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{symlink, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
+use std::sync::{OnceLock, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::{
@@ -399,9 +399,19 @@ fn verify_with_script(src: &Path, dst: &Path) -> Result<String, String> {
 // ---------------------------------------------------------------------------------------------
 // Running the binary
 
+/// Held shared by every copy of the corpus and exclusively by the test that evicts part of it
+/// from the page cache: a copy running beside it would read the evicted files back in.
+static SOURCE_CACHE: RwLock<()> = RwLock::new(());
+
 /// Copies the corpus with `variant` (and extra environment for the binary) into a fresh out-dir
-/// and checks everything. Returns the summary line.
+/// and checks everything, beside other copies of the corpus. Returns the summary line.
 fn check_variant(variant: Variant, name: &str, env: &[(&str, &str)]) -> Value {
+    let _shared = SOURCE_CACHE.read().unwrap_or_else(|e| e.into_inner());
+    copy_and_check(variant, name, env)
+}
+
+/// The copy and checks of [`check_variant`], for a caller that already holds [`SOURCE_CACHE`].
+fn copy_and_check(variant: Variant, name: &str, env: &[(&str, &str)]) -> Value {
     let c = corpus();
     let scratch = Scratch::new(&format!("matrix-{name}-"));
     let out_dir = scratch.path().join("out");
@@ -507,9 +517,11 @@ fn routed_default_on_a_half_evicted_tree() {
     if !v.runs_here("routed_default_on_a_half_evicted_tree") {
         return;
     }
-    let evicted = evict_half(&corpus().src);
+    let src = &corpus().src;
+    let _alone = SOURCE_CACHE.write().unwrap_or_else(|e| e.into_inner());
+    let evicted = evict_half(src);
     assert!(evicted > 4_000, "{evicted} files evicted");
-    let summary = check_variant(v, "routed-half-evicted", &[]);
+    let summary = copy_and_check(v, "routed-half-evicted", &[]);
     let routes = &summary["routes"];
     let (warm, cold) = (routes["warm"].as_u64(), routes["cold"].as_u64());
     assert!(
