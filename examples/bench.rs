@@ -1697,6 +1697,11 @@ once, so pages reported earlier are backed again; and puts the old value back at
             }
         }
 
+        /// One markdown table row.
+        fn row(report: &mut String, cells: &[&str]) {
+            let _ = writeln!(report, "| {} |", cells.join(" | "));
+        }
+
         fn cell(v: &[f64]) -> String {
             if v.is_empty() {
                 "—".into()
@@ -1792,36 +1797,37 @@ once, so pages reported earlier are backed again; and puts the old value back at
                 total as f64 / (1 << 20) as f64,
                 args.runs
             );
-            let _ = writeln!(
+            row(
                 report,
-                "| run | median s | ÷ full copy | ÷ rsync -a 2nd run |"
+                &["run", "median s", "÷ full copy", "÷ rsync -a 2nd run"],
             );
-            let _ = writeln!(report, "| --- | ---: | ---: | ---: |");
-            let _ = writeln!(
+            row(report, &["---", "---:", "---:", "---:"]);
+            let full_row = [
+                "cargo fastcp, full copy into a new dir",
+                &cell(&full),
+                "1.00×",
+                "",
+            ];
+            row(report, &full_row);
+            row(
                 report,
-                "| cargo fastcp, full copy into a new dir | {} | 1.00× | |",
-                cell(&full)
-            );
-            let _ = writeln!(
-                report,
-                "| cargo fastcp --update (goal ≤ 0.10× full, ≤ 0.50× rsync) | {} | {} | {} |",
-                cell(&update),
-                ratio(&update, &full),
-                ratio(&update, &rsync_second)
+                &[
+                    "cargo fastcp --update (goal ≤ 0.10× full, ≤ 0.50× rsync)",
+                    &cell(&update),
+                    &ratio(&update, &full),
+                    &ratio(&update, &rsync_second),
+                ],
             );
             if has_rsync {
-                let _ = writeln!(
-                    report,
-                    "| rsync -a, first run | {} | {} | |",
-                    cell(&rsync_first),
-                    ratio(&rsync_first, &full)
-                );
-                let _ = writeln!(
-                    report,
-                    "| rsync -a, second run | {} | {} | 1.00× |",
-                    cell(&rsync_second),
-                    ratio(&rsync_second, &full)
-                );
+                for (what, times, vs_rsync) in [
+                    ("rsync -a, first run", &rsync_first, ""),
+                    ("rsync -a, second run", &rsync_second, "1.00×"),
+                ] {
+                    row(
+                        report,
+                        &[what, &cell(times), &ratio(times, &full), vs_rsync],
+                    );
+                }
             } else {
                 let _ = writeln!(report, "\nrsync is not installed: no rsync rows.");
             }
@@ -1891,19 +1897,24 @@ once, so pages reported earlier are backed again; and puts the old value back at
                 bin_total as f64 / (1 << 20) as f64,
                 args.runs
             );
-            let _ = writeln!(report, "| run | median s | ÷ plain |");
-            let _ = writeln!(report, "| --- | ---: | ---: |");
-            let _ = writeln!(report, "| cargo fastcp | {} | 1.00× |", cell(&plain));
-            let _ = writeln!(
+            row(report, &["run", "median s", "÷ plain"]);
+            row(report, &["---", "---:", "---:"]);
+            row(report, &["cargo fastcp", &cell(&plain), "1.00×"]);
+            row(
                 report,
-                "| cargo fastcp --checksums sha256 (goal ≤ 1.30×) | {} | {} |",
-                cell(&hashed),
-                ratio(&hashed, &plain)
+                &[
+                    "cargo fastcp --checksums sha256 (goal ≤ 1.30×)",
+                    &cell(&hashed),
+                    &ratio(&hashed, &plain),
+                ],
             );
-            let _ = writeln!(
+            row(
                 report,
-                "| sha256 of the same bytes, warm, one thread (the floor) | {floor:.3} | {} |",
-                ratio(&[floor], &plain)
+                &[
+                    "sha256 of the same bytes, warm, one thread (the floor)",
+                    &format!("{floor:.3}"),
+                    &ratio(&[floor], &plain),
+                ],
             );
             Ok(())
         }

@@ -139,7 +139,7 @@ fn streamed(cfg: &Config) -> Result<Option<Streamed<'_>>, PlanError> {
 
 /// `path` made absolute with symlinks resolved, where it does not exist (yet) as well: its
 /// deepest existing ancestor, canonicalized, then the rest.
-fn resolved(path: &Path) -> Option<PathBuf> {
+pub(crate) fn resolved(path: &Path) -> Option<PathBuf> {
     let abs = std::path::absolute(path).ok()?;
     let mut rest = Vec::new();
     let mut cur = abs.as_path();

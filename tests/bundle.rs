@@ -60,6 +60,16 @@ fn summary(run: &Run) -> Value {
     lines_with(run, "summary").pop().expect("a summary line")
 }
 
+/// `--archive` in every format.
+const ALL_ARCHIVES: [&str; 6] = [
+    "--archive",
+    "tar.gz",
+    "--archive",
+    "tar.xz",
+    "--archive",
+    "zip",
+];
+
 /// The archive base name the default template gives for the `single` fixture.
 fn default_name() -> String {
     format!("single-tool-0.1.0-{}", host_triple())
@@ -115,21 +125,9 @@ method_cases!(checksums_files_pass_sha256sum_and_sha512sum_on_every_engine_route
 fn archives_hold_one_leading_directory_owner_zero_and_exec_bits() {
     let env = TestEnv::built_only(Fixture::Single, &["release"]);
     let out = env.out("dist");
-    let run = env.run(&stage_args(
-        &out,
-        &[
-            "--checksums",
-            "sha256",
-            "--archive",
-            "tar.gz",
-            "--archive",
-            "tar.xz",
-            "--archive",
-            "zip",
-            "--message-format",
-            "json",
-        ],
-    ));
+    let mut args = vec!["--checksums", "sha256", "--message-format", "json"];
+    args.extend(ALL_ARCHIVES);
+    let run = env.run(&stage_args(&out, &args));
     run.success();
     let name = default_name();
     let archives: Vec<String> = summary(&run)["archives"]
@@ -221,17 +219,7 @@ fn archives_are_byte_identical_across_runs_with_source_date_epoch() {
     let bundle = |out: &Path| -> Vec<Vec<u8>> {
         let mut cmd = env.fastcp();
         cmd.env("SOURCE_DATE_EPOCH", "1700000000");
-        let args = stage_args(
-            out,
-            &[
-                "--archive",
-                "tar.gz",
-                "--archive",
-                "tar.xz",
-                "--archive",
-                "zip",
-            ],
-        );
+        let args = stage_args(out, &ALL_ARCHIVES);
         cmd.args(&args);
         Run::from_cmd(&mut cmd, &args).success();
         formats

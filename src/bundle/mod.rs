@@ -307,23 +307,7 @@ fn check_collisions(
 
 /// `path` absolute, with the symlinks of its deepest existing ancestor resolved.
 fn resolve(path: &Path) -> PathBuf {
-    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    let mut rest = Vec::new();
-    let mut cur = abs.as_path();
-    loop {
-        if let Ok(real) = std::fs::canonicalize(cur) {
-            let mut out = real;
-            out.extend(rest.iter().rev());
-            return out;
-        }
-        match (cur.file_name(), cur.parent()) {
-            (Some(n), Some(p)) => {
-                rest.push(n.to_os_string());
-                cur = p;
-            }
-            _ => return abs,
-        }
-    }
+    crate::select::resolved(path).unwrap_or_else(|| path.to_path_buf())
 }
 
 fn metadata(cfg: &Config) -> Result<cargo_metadata::Metadata, BundleError> {
