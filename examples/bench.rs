@@ -1057,8 +1057,8 @@ once, so pages reported earlier are backed again; and puts the old value back at
 
     mod ring_vs_vec {
         use super::*;
-        use compio::buf::{BufResult, IntoInner, IoBuf};
-        use compio::io::{AsyncReadAt, AsyncReadManagedAt, AsyncWriteAt};
+        use compio::buf::{BufResult, IoBuf};
+        use compio::io::{AsyncReadAt, AsyncReadManagedAt, AsyncWriteAtExt};
         use std::io::Write as _;
 
         const CHUNK: usize = 128 << 10;
@@ -1167,25 +1167,15 @@ once, so pages reported earlier are backed again; and puts the old value back at
             Ok((s, d))
         }
 
+        /// compio's `write_all_at`, the buffer handed back (to be dropped or reused).
         async fn write_all_at<B: IoBuf>(
             d: &compio::fs::File,
-            mut buf: B,
-            mut pos: u64,
+            buf: B,
+            pos: u64,
         ) -> std::io::Result<B> {
-            let total = buf.buf_len();
-            let mut done = 0;
             let mut w = d;
-            while done < total {
-                let BufResult(res, slice) = w.write_at(buf.slice(done..), pos).await;
-                buf = slice.into_inner();
-                let n = res?;
-                if n == 0 {
-                    return Err(std::io::ErrorKind::WriteZero.into());
-                }
-                done += n;
-                pos += n as u64;
-            }
-            Ok(buf)
+            let BufResult(res, buf) = w.write_all_at(buf, pos).await;
+            res.map(|()| buf)
         }
 
         async fn ring_copy(src: &Path, dst: &Path) -> std::io::Result<u64> {

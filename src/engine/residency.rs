@@ -14,6 +14,12 @@ pub struct Residency {
 }
 
 impl Residency {
+    /// An empty file: no pages, nothing to read.
+    pub const EMPTY: Residency = Residency {
+        cached: 0,
+        pages: 0,
+    };
+
     /// At least half of the pages are cached (an empty file counts as cached: nothing to read).
     /// Half, not all: a file partly evicted still reads mostly from memory, and a file read
     /// cold reads every page from the disk, so the two cases sit far apart.
@@ -87,10 +93,7 @@ pub fn probe(file: &File, len: u64) -> Option<Residency> {
 pub fn cachestat(file: &File, len: u64) -> io::Result<Residency> {
     let pages = len.div_ceil(PAGE);
     if pages == 0 {
-        return Ok(Residency {
-            cached: 0,
-            pages: 0,
-        });
+        return Ok(Residency::EMPTY);
     }
     let range = CachestatRange {
         off: 0,
@@ -130,10 +133,7 @@ const MINCORE_PAGES: u64 = 1 << 16;
 pub fn mincore(file: &File, len: u64) -> io::Result<Residency> {
     let pages = len.div_ceil(PAGE);
     if pages == 0 {
-        return Ok(Residency {
-            cached: 0,
-            pages: 0,
-        });
+        return Ok(Residency::EMPTY);
     }
     let looked = pages.min(MINCORE_PAGES);
     let bytes =
