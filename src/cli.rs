@@ -7,7 +7,8 @@ use clap::{ArgAction, Parser, ValueEnum};
 
 use crate::bundle::{ArchiveFormat, HashAlgo, UpdateMode};
 use crate::config::{
-    Color, Config, CopyMethod, CrateKind, EngineChoice, GithubStep, Output, TargetSelection,
+    default_jobs, Color, Config, CopyMethod, CrateKind, EngineChoice, EngineTuning, GithubStep,
+    Output, TargetSelection,
 };
 
 const EXIT_CODES: &str = "\
@@ -302,6 +303,39 @@ struct Cli {
     /// ancestors, and any directory holding a source)
     #[arg(long, conflicts_with = "update", help_heading = "Bundle")]
     clean: bool,
+
+    /// Measurement knob: buffers per io-uring worker ring
+    #[arg(long, hide = true, value_name = "N", env = "CARGO_FASTCP_URING_BUFFERS", value_parser = size)]
+    uring_buffers: Option<usize>,
+
+    /// Measurement knob: bytes per io-uring ring buffer (k/m/g suffixes)
+    #[arg(long, hide = true, value_name = "BYTES", env = "CARGO_FASTCP_URING_BUFFER_LEN", value_parser = size)]
+    uring_buffer_len: Option<usize>,
+
+    /// Measurement knob: chunks of one file in flight (buffer-ring method)
+    #[arg(long, hide = true, value_name = "N", env = "CARGO_FASTCP_URING_FILE_WINDOW", value_parser = size)]
+    uring_file_window: Option<usize>,
+
+    /// Measurement knob: smallest file for the in-kernel copy under --copy-method auto
+    #[arg(long, hide = true, value_name = "BYTES", env = "CARGO_FASTCP_URING_THRESHOLD", value_parser = size)]
+    uring_threshold: Option<usize>,
+
+    /// Testing knob: stage into named temporaries even where O_TMPFILE works
+    #[arg(long, hide = true, env = "CARGO_FASTCP_NAMED_TEMPS", value_parser = one_is_true)]
+    named_temps: bool,
+
+    /// Measurement knob: small files per residency probe under --copy-method auto
+    #[arg(long, hide = true, value_name = "N", env = "CARGO_FASTCP_PROBE_EVERY", value_parser = clap::value_parser!(u32))]
+    probe_every: Option<u32>,
+
+    /// Measurement knob: the io-uring rings' setup flags (comma-separated, or none)
+    #[arg(
+        long,
+        hide = true,
+        value_name = "FLAGS",
+        env = "CARGO_FASTCP_URING_SETUP"
+    )]
+    uring_setup: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -440,91 +474,135 @@ fn into_config(cli: Cli) -> Result<Config, clap::Error> {
             return Err(usage(format!("invalid target triple `{t}`")));
         }
     }
-    let mut cfg = Config::new();
-    cfg.out_dir = cli.out_dir;
-    cfg.manifest_path = cli.manifest_path;
-    cfg.packages = cli.package;
-    cfg.workspace = cli.workspace;
-    cfg.exclude = cli.exclude;
-    cfg.targets = TargetSelection {
-        bins: cli.bin,
-        all_bins: cli.bins,
-        examples: cli.example,
-        all_examples: cli.examples,
-        lib: cli.lib,
-        crate_types: cli.crate_type,
+    let github = match cli.github_output {
+        true => Some(github_step(|name| std::env::var_os(name))?),
+        false => None,
     };
-    cfg.profile = match (cli.release, cli.profile) {
-        (true, _) => Some("release".into()),
-        // `dev` is the default: spelled out, it selects exactly what leaving it out does.
-        (false, Some(p)) if p == "dev" => None,
-        (false, p) => p,
-    };
-    cfg.triples = cli.target;
-    cfg.target_dir = cli.target_dir.filter(|p| !p.as_os_str().is_empty());
-    cfg.patterns = cli.patterns;
-    cfg.from = cli.from;
-    cfg.exclude_globs = cli.exclude_glob;
-    cfg.dereference = cli.dereference;
-    cfg.debug_files = cli.debug_files;
-    cfg.dry_run = cli.dry_run;
-    if let Some(j) = cli.jobs.and_then(|j| NonZeroUsize::new(j.into())) {
-        cfg.jobs = j;
-    }
-    cfg.engine = match cli.engine {
-        EngineArg::Auto => EngineChoice::Auto,
-        EngineArg::IoUring => EngineChoice::IoUring,
-        EngineArg::Portable => EngineChoice::Portable,
-    };
-    cfg.copy_method = match cli.copy_method {
-        MethodArg::Auto => CopyMethod::Auto,
-        MethodArg::BufferRing => CopyMethod::BufferRing,
-        MethodArg::CopyFileRange => CopyMethod::CopyFileRange,
-        MethodArg::Splice => CopyMethod::Splice,
-    };
-    cfg.max_in_flight = cli.max_in_flight.into();
-    cfg.fsync = cli.fsync;
-    cfg.output = match (cli.message_format, cli.quiet) {
-        (FormatArg::Json, _) => Output::Json,
-        (FormatArg::Human, true) => Output::Quiet,
-        (FormatArg::Human, false) => Output::Human,
-    };
-    cfg.verbose = cli.verbose;
-    cfg.manifest = cli.manifest;
-    if cli.github_output {
-        cfg.github = Some(github_step(|name| std::env::var_os(name))?);
-    }
-    cfg.cargo_config = cli.cargo_config;
-    cfg.features = cli
-        .features
-        .iter()
-        .flat_map(|f| f.split([',', ' ']))
-        .filter(|f| !f.is_empty())
-        .map(String::from)
-        .collect();
-    cfg.all_features = cli.all_features;
-    cfg.no_default_features = cli.no_default_features;
-    cfg.require_fresh = cli.require_fresh;
-    cfg.color = match cli.color {
-        Some(ColorArg::Always) => Color::Always,
-        Some(ColorArg::Never) => Color::Never,
-        Some(ColorArg::Auto) | None => Color::Auto,
-    };
-    cfg.build = cli.build;
-    cfg.locked = cli.locked;
-    cfg.frozen = cli.frozen;
-    cfg.offline = cli.offline;
-    cfg.jobs_given = cli.jobs.and_then(|j| NonZeroUsize::new(j.into()));
-    bundle_options(&mut cfg, cli.checksums, cli.archive, cli.update)?;
-    if cfg.build && (cli.clean || cfg.update.is_some()) {
+    let source_date_epoch = source_date_epoch(&cli.archive)?;
+    if cli.build && (cli.clean || cli.update.is_some()) {
         return Err(usage(
             "--build does not combine with --update or --clean (it places a fresh build): run `cargo build` first",
         ));
     }
-    cfg.archive_name = cli.archive_name;
-    cfg.archive_dir = cli.archive_dir;
-    cfg.clean = cli.clean;
-    Ok(cfg)
+    Ok(Config {
+        out_dir: cli.out_dir,
+        manifest_path: cli.manifest_path,
+        packages: cli.package,
+        workspace: cli.workspace,
+        exclude: cli.exclude,
+        targets: TargetSelection {
+            bins: cli.bin,
+            all_bins: cli.bins,
+            examples: cli.example,
+            all_examples: cli.examples,
+            lib: cli.lib,
+            crate_types: cli.crate_type,
+        },
+        profile: match (cli.release, cli.profile) {
+            (true, _) => Some("release".into()),
+            // `dev` is the default: spelled out, it selects exactly what leaving it out does.
+            (false, Some(p)) if p == "dev" => None,
+            (false, p) => p,
+        },
+        triples: cli.target,
+        target_dir: cli.target_dir.filter(|p| !p.as_os_str().is_empty()),
+        patterns: cli.patterns,
+        from: cli.from,
+        exclude_globs: cli.exclude_glob,
+        dry_run: cli.dry_run,
+        jobs: cli
+            .jobs
+            .and_then(|j| NonZeroUsize::new(j.into()))
+            .unwrap_or_else(default_jobs),
+        output: match (cli.message_format, cli.quiet) {
+            (FormatArg::Json, _) => Output::Json,
+            (FormatArg::Human, true) => Output::Quiet,
+            (FormatArg::Human, false) => Output::Human,
+        },
+        verbose: cli.verbose,
+        engine: match cli.engine {
+            EngineArg::Auto => EngineChoice::Auto,
+            EngineArg::IoUring => EngineChoice::IoUring,
+            EngineArg::Portable => EngineChoice::Portable,
+        },
+        copy_method: match cli.copy_method {
+            MethodArg::Auto => CopyMethod::Auto,
+            MethodArg::BufferRing => CopyMethod::BufferRing,
+            MethodArg::CopyFileRange => CopyMethod::CopyFileRange,
+            MethodArg::Splice => CopyMethod::Splice,
+        },
+        max_in_flight: cli.max_in_flight.into(),
+        dereference: cli.dereference,
+        debug_files: cli.debug_files,
+        fsync: cli.fsync,
+        manifest: cli.manifest,
+        github,
+        cargo_config: cli.cargo_config,
+        features: cli
+            .features
+            .iter()
+            .flat_map(|f| f.split([',', ' ']))
+            .filter(|f| !f.is_empty())
+            .map(String::from)
+            .collect(),
+        all_features: cli.all_features,
+        no_default_features: cli.no_default_features,
+        require_fresh: cli.require_fresh,
+        color: match cli.color {
+            Some(ColorArg::Always) => Color::Always,
+            Some(ColorArg::Never) => Color::Never,
+            Some(ColorArg::Auto) | None => Color::Auto,
+        },
+        build: cli.build,
+        locked: cli.locked,
+        frozen: cli.frozen,
+        offline: cli.offline,
+        jobs_given: cli.jobs.and_then(|j| NonZeroUsize::new(j.into())),
+        tuning: EngineTuning {
+            buffers: cli.uring_buffers,
+            buffer_len: cli.uring_buffer_len,
+            file_window: cli.uring_file_window,
+            threshold: cli.uring_threshold.map(|n| n as u64),
+            named_temps: cli.named_temps,
+            probe_every: cli.probe_every,
+            uring_setup: cli.uring_setup,
+        },
+        checksums: cli.checksums.map(|c| match c {
+            ChecksumArg::Sha256 => HashAlgo::Sha256,
+            ChecksumArg::Sha512 => HashAlgo::Sha512,
+        }),
+        archives: cli.archive,
+        archive_name: cli.archive_name,
+        archive_dir: cli.archive_dir,
+        source_date_epoch,
+        update: cli.update.map(|u| match u {
+            UpdateArg::Quick => UpdateMode::QuickCheck,
+            UpdateArg::Content => UpdateMode::Content,
+        }),
+        clean: cli.clean,
+    })
+}
+
+/// A switch's value, from the flag (`true`) or its environment variable: on only for `1` (or
+/// `true`), off for anything else, as the variable always meant.
+fn one_is_true(s: &str) -> Result<bool, std::convert::Infallible> {
+    Ok(s == "1" || s == "true")
+}
+
+/// A byte count, optionally with a binary `k`/`m`/`g` suffix (the measurement knobs).
+fn size(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&s[..i], 1usize << 10),
+        Some((i, 'm' | 'M')) => (&s[..i], 1 << 20),
+        Some((i, 'g' | 'G')) => (&s[..i], 1 << 30),
+        _ => (s, 1),
+    };
+    num.trim()
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| format!("`{s}` is not a byte count (a number, optionally with k, m or g)"))
 }
 
 /// The runner's files and names for `--github-output`, from its environment (`var`).
@@ -553,37 +631,22 @@ fn github_step(var: impl Fn(&str) -> Option<OsString>) -> Result<GithubStep, cla
     })
 }
 
-fn bundle_options(
-    cfg: &mut Config,
-    checksums: Option<ChecksumArg>,
-    archives: Vec<ArchiveFormat>,
-    update: Option<UpdateArg>,
-) -> Result<(), clap::Error> {
-    cfg.checksums = checksums.map(|c| match c {
-        ChecksumArg::Sha256 => HashAlgo::Sha256,
-        ChecksumArg::Sha512 => HashAlgo::Sha512,
-    });
-    cfg.update = update.map(|u| match u {
-        UpdateArg::Quick => UpdateMode::QuickCheck,
-        UpdateArg::Content => UpdateMode::Content,
-    });
-    // Only archives read it; an unusable value is an error only where it would be used.
-    if !archives.is_empty() {
-        if let Some(v) = std::env::var_os("SOURCE_DATE_EPOCH").filter(|v| !v.is_empty()) {
-            let epoch = v.to_str().and_then(|s| s.trim().parse::<u64>().ok());
-            match epoch {
-                Some(e) => cfg.source_date_epoch = Some(e),
-                None => {
-                    return Err(usage(format!(
-                        "SOURCE_DATE_EPOCH=`{}` is not a number of seconds since 1970",
-                        v.to_string_lossy()
-                    )))
-                }
-            }
-        }
+/// `SOURCE_DATE_EPOCH`, which only archives read: an unusable value is an error only where it
+/// would be used.
+fn source_date_epoch(archives: &[ArchiveFormat]) -> Result<Option<u64>, clap::Error> {
+    if archives.is_empty() {
+        return Ok(None);
     }
-    cfg.archives = archives;
-    Ok(())
+    let Some(v) = std::env::var_os("SOURCE_DATE_EPOCH").filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    match v.to_str().and_then(|s| s.trim().parse::<u64>().ok()) {
+        Some(e) => Ok(Some(e)),
+        None => Err(usage(format!(
+            "SOURCE_DATE_EPOCH=`{}` is not a number of seconds since 1970",
+            v.to_string_lossy()
+        ))),
+    }
 }
 
 #[cfg(test)]
@@ -646,6 +709,16 @@ mod tests {
             let e = parse(args(bad)).expect_err(&format!("{bad:?} should fail"));
             assert_eq!(e.exit_code(), 2, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn sizes_parse_with_suffixes() {
+        assert_eq!(size("4096").ok(), Some(4096));
+        assert_eq!(size("128k").ok(), Some(128 << 10));
+        assert_eq!(size(" 2M ").ok(), Some(2 << 20));
+        assert_eq!(size("1g").ok(), Some(1 << 30));
+        assert_eq!(size("x").ok(), None);
+        assert_eq!(size("").ok(), None);
     }
 
     #[test]

@@ -65,6 +65,7 @@ impl TargetSelection {
     }
 }
 
+/// Which reporter a run uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Output {
     Human,
@@ -81,6 +82,7 @@ pub enum Color {
     Never,
 }
 
+/// `--engine`: which backend copies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EngineChoice {
     Auto,
@@ -102,29 +104,49 @@ pub enum CopyMethod {
 /// Everything a run needs, validated. Built by `cli`, or directly by tests and benchmarks.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// `-o/--out-dir`: where files go; `None` only with `--dry-run`.
     pub out_dir: Option<PathBuf>,
+    /// `--manifest-path`: the workspace's Cargo.toml; `None`: cargo finds it from the cwd.
     pub manifest_path: Option<PathBuf>,
+    /// `-p/--package`: the packages to take artifacts from; empty: cargo's default members.
     pub packages: Vec<String>,
+    /// `--workspace`: every member.
     pub workspace: bool,
+    /// `--exclude`: members left out of `--workspace`.
     pub exclude: Vec<String>,
+    /// The target flags (`--bin`, `--bins`, `--example`, `--examples`, `--lib`, `--crate-type`).
     pub targets: TargetSelection,
     /// Cargo profile named by `--release`/`--profile`; `None` means cargo's default, dev.
     pub profile: Option<String>,
+    /// `--target`: target triples whose artifacts are selected; empty: the host's.
     pub triples: Vec<String>,
+    /// `--target-dir`/`CARGO_TARGET_DIR`; `None`: cargo's own.
     pub target_dir: Option<PathBuf>,
+    /// Globs of extra files, relative to the workspace root or `from`.
     pub patterns: Vec<String>,
+    /// `--from`: match `patterns` under this directory; cargo is not run.
     pub from: Option<PathBuf>,
+    /// `--exclude-glob`: matches of these globs are left out.
     pub exclude_globs: Vec<String>,
+    /// `--dry-run`: report the plan, write nothing.
     pub dry_run: bool,
+    /// `-j/--jobs`: files copied concurrently (worker threads).
     pub jobs: NonZeroUsize,
+    /// `--message-format`/`--quiet`: which reporter.
     pub output: Output,
+    /// `-v` count: 1 says which engine and why, 2 every file.
     pub verbose: u8,
+    /// `--engine`: which backend, or auto.
     pub engine: EngineChoice,
+    /// `--copy-method`: how the io-uring engine moves bytes.
     pub copy_method: CopyMethod,
     /// Files in flight per io-uring worker.
     pub max_in_flight: usize,
+    /// `-L/--dereference`: follow symlinks, copying what they point to.
     pub dereference: bool,
+    /// `--debug-files`: also copy debug info next to artifacts.
     pub debug_files: bool,
+    /// `--fsync`: flush files and directories before reporting success.
     pub fsync: bool,
     /// Colour on stderr: `--color`, else `CARGO_TERM_COLOR`, else auto.
     pub color: Color,
@@ -147,9 +169,11 @@ pub struct Config {
     pub require_fresh: bool,
     /// `--build`: run `cargo build` with this selection and stage what it reports.
     pub build: bool,
-    /// `--locked`, `--frozen`, `--offline`: handed to cargo as given.
+    /// `--locked`: handed to cargo as given.
     pub locked: bool,
+    /// `--frozen`: handed to cargo as given.
     pub frozen: bool,
+    /// `--offline`: handed to cargo as given.
     pub offline: bool,
     /// `-j` as given (with `--build`, cargo's jobs too; unset, cargo's own default applies).
     pub jobs_given: Option<NonZeroUsize>,
@@ -168,6 +192,37 @@ pub struct Config {
     pub update: Option<crate::bundle::UpdateMode>,
     /// `--clean`: empty the out-dir before copying.
     pub clean: bool,
+    /// The engine's measurement knobs (hidden flags); the defaults everywhere else.
+    pub tuning: EngineTuning,
+}
+
+/// Knobs for measuring the engine (see docs/copy-method.md), set by hidden flags or their
+/// `CARGO_FASTCP_*` environment variables. `None`: the engine's measured default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EngineTuning {
+    /// Buffers in each io-uring worker's ring (default: two per file in flight, 16 to 256).
+    pub buffers: Option<usize>,
+    /// Bytes per ring buffer (default 128 KiB).
+    pub buffer_len: Option<usize>,
+    /// Chunks of one file in flight at once under the buffer-ring method (default 4, at most 64).
+    pub file_window: Option<usize>,
+    /// `--copy-method auto`: files of this size and larger take the in-kernel copy (default
+    /// 64 KiB).
+    pub threshold: Option<u64>,
+    /// Stage into named temporaries even where `O_TMPFILE` works: the path taken where it is
+    /// missing, so that tests can cover it anywhere.
+    pub named_temps: bool,
+    /// `--copy-method auto`: small files per page-cache residency probe (default 16).
+    pub probe_every: Option<u32>,
+    /// The io-uring workers' ring setup flags, comma-separated (`single_issuer`,
+    /// `coop_taskrun`, `defer_taskrun`, `taskrun_flag`, or `none`); default
+    /// `single_issuer,coop_taskrun`.
+    pub uring_setup: Option<String>,
+}
+
+/// `-j` when not given: one file in flight per available core.
+pub fn default_jobs() -> NonZeroUsize {
+    std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN)
 }
 
 /// Where a GitHub Actions step's report goes; read from the runner's environment by `cli`.
@@ -202,7 +257,7 @@ impl Config {
             from: None,
             exclude_globs: Vec::new(),
             dry_run: false,
-            jobs: std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN),
+            jobs: default_jobs(),
             output: Output::Human,
             verbose: 0,
             engine: EngineChoice::Auto,
@@ -231,6 +286,7 @@ impl Config {
             source_date_epoch: None,
             update: None,
             clean: false,
+            tuning: EngineTuning::default(),
         }
     }
 

@@ -65,7 +65,7 @@ fn run(cfg: &Config) -> anyhow::Result<ExitCode> {
     let mut summary = engine::run(
         &selection,
         chosen.backend.as_ref(),
-        cfg.fsync,
+        engine::Staging::of(cfg),
         &bundle.sink(reporter.as_sink(), selection.plan()),
         signal::flag(),
     )?;
@@ -101,7 +101,7 @@ fn run_build(cfg: &Config) -> anyhow::Result<ExitCode> {
     let summary = engine::run(
         &selection,
         chosen.backend.as_ref(),
-        cfg.fsync,
+        engine::Staging::of(cfg),
         &bundle.sink(&held, selection.plan()),
         signal::flag(),
     );

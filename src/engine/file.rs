@@ -6,7 +6,7 @@ use std::path::{Component, Path};
 #[cfg(target_os = "linux")]
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::stage::{self, Staged, TempGuard, SMALL_FILE};
+use super::stage::{self, Staged, Staging, TempGuard, SMALL_FILE};
 #[cfg(unix)]
 use super::stage::{c_path, check};
 use crate::bundle::checksums::Hasher;
@@ -19,25 +19,25 @@ use crate::plan::Job;
 /// With `digests`, the file's digest is taken on the way and recorded once it is placed.
 pub fn copy_regular(
     job: &Job,
-    fsync: bool,
+    staging: Staging,
     cancelled: &dyn Fn() -> bool,
     progress: &dyn Fn(u64),
     digests: Option<&Digests>,
 ) -> Result<(), CopyError> {
     let src = File::open(&job.src).map_err(|e| CopyError::io("open", &job.src, e))?;
-    copy_opened(src, job, fsync, cancelled, progress, digests)
+    copy_opened(src, job, staging, cancelled, progress, digests)
 }
 
 /// `copy_regular` from a source already open (the router opened it to probe its residency).
 pub fn copy_opened(
     mut src: File,
     job: &Job,
-    fsync: bool,
+    staging: Staging,
     cancelled: &dyn Fn() -> bool,
     progress: &dyn Fn(u64),
     digests: Option<&Digests>,
 ) -> Result<(), CopyError> {
-    let mut staged = Staged::open(job)?;
+    let mut staged = Staged::open(job, staging)?;
     let mut hasher = digests.map(|d| d.algo().hasher());
     let copied = if job.size < SMALL_FILE {
         copy_small(
@@ -57,7 +57,7 @@ pub fn copy_opened(
         )
     }
     .map_err(|e| stage::copy_failed(job, e))?;
-    staged.finish(job, copied, fsync)?;
+    staged.finish(job, copied, staging)?;
     if let (Some(d), Some(h)) = (digests, hasher) {
         d.insert(&job.dst, h.finish());
     }

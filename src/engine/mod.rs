@@ -13,6 +13,7 @@ use crate::config::{Config, EngineChoice};
 use crate::error::{CopyError, PlanError};
 use crate::plan::{Job, Op, Plan, Selection};
 pub use queue::FileQueue;
+pub use stage::Staging;
 
 pub mod file;
 pub mod portable;
@@ -83,7 +84,8 @@ pub struct Ctx<'a> {
     sink: &'a dyn EventSink,
     cancel: &'a AtomicBool,
     state: States,
-    pub fsync: bool,
+    /// How files are staged and placed, the same for every backend.
+    pub staging: Staging,
     /// Set when the destination's device said it is full (ENOSPC, EDQUOT) during this run.
     full: AtomicBool,
     /// Where free space is asked about once `full` is set.
@@ -232,12 +234,12 @@ pub fn choose(cfg: &Config) -> Result<Chosen, PlanError> {
 pub fn run(
     selection: &Selection<'_>,
     backend: &dyn Backend,
-    fsync: bool,
+    staging: Staging,
     sink: &dyn EventSink,
     cancel: &AtomicBool,
 ) -> Result<Summary, PlanError> {
     let (mut summary, unread) =
-        selection.run(cancel, |plan| execute(plan, backend, fsync, sink, cancel))?;
+        selection.run(cancel, |plan| execute(plan, backend, staging, sink, cancel))?;
     summary.errors += unread.len();
     for e in unread {
         sink.event(Event::Unwalked {
@@ -256,7 +258,7 @@ pub fn run(
 pub fn execute(
     plan: &Plan,
     backend: &dyn Backend,
-    fsync: bool,
+    staging: Staging,
     sink: &dyn EventSink,
     cancel: &AtomicBool,
 ) -> Summary {
@@ -267,7 +269,7 @@ pub fn execute(
             sink,
             cancel,
             state: States::new(),
-            fsync,
+            staging,
             full: AtomicBool::new(false),
             out_dir: plan.out_dir.clone(),
         },
@@ -427,7 +429,7 @@ impl Run<'_> {
                 self.ctx.fail(i, e);
             }
         }
-        if self.ctx.fsync {
+        if self.ctx.staging.fsync {
             for dir in &parents(self.plan, 0..jobs.len()) {
                 if let Err(error) = file::fsync_dir(dir) {
                     self.ctx.sink.event(Event::DirSyncFailed { error });

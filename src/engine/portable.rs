@@ -52,7 +52,7 @@ impl Backend for Portable {
 fn copy_one(job: &Job, ctx: &Ctx<'_>) -> Result<(), CopyError> {
     file::copy_regular(
         job,
-        ctx.fsync,
+        ctx.staging,
         &|| ctx.cancelled(),
         &|n| ctx.progress(n),
         ctx.digests(),
@@ -68,10 +68,10 @@ fn copy_one(job: &Job, ctx: &Ctx<'_>) -> Result<(), CopyError> {
 fn copy_one(job: &Job, ctx: &Ctx<'_>) -> Result<(), CopyError> {
     use super::stage::{apply_meta, temp_path, TempGuard};
     use std::fs;
-    if ctx.fsync {
+    if ctx.staging.fsync {
         return file::copy_regular(
             job,
-            true,
+            ctx.staging,
             &|| ctx.cancelled(),
             &|n| ctx.progress(n),
             ctx.digests(),

@@ -11,6 +11,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
+use crate::config::Config;
 use crate::error::CopyError;
 use crate::plan::Job;
 
@@ -109,23 +110,40 @@ impl Drop for TempGuard {
 /// The mode a named temporary is created with: private until its final mode is set.
 pub const NAMED_MODE: u32 = 0o600;
 
+/// How every file of one run is staged and placed; the same for every backend.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Staging {
+    /// `--fsync`: each file is flushed before it is placed, and every directory written into
+    /// at the end of the run.
+    pub fsync: bool,
+    /// Named temporaries even where `O_TMPFILE` works (the path taken where it is missing),
+    /// so that tests can cover that path anywhere.
+    pub named_temps: bool,
+}
+
+impl Staging {
+    /// The staging `cfg` asks for.
+    pub fn of(cfg: &Config) -> Staging {
+        Staging {
+            fsync: cfg.fsync,
+            named_temps: cfg.tuning.named_temps,
+        }
+    }
+}
+
 /// Set once `O_TMPFILE` is refused (an old kernel, a filesystem without it); named
 /// temporaries from then on.
 #[cfg(target_os = "linux")]
 static NO_TMPFILE: AtomicBool = AtomicBool::new(false);
 
-/// Whether to stage into unnamed `O_TMPFILE` inodes. `CARGO_FASTCP_NAMED_TEMPS=1` forces named
-/// temporaries, the path taken where `O_TMPFILE` is missing, so tests can cover it anywhere.
+/// Whether to stage into an unnamed `O_TMPFILE` inode.
 #[cfg(target_os = "linux")]
-fn tmpfile_wanted() -> bool {
-    static FORCED_NAMED: OnceLock<bool> = OnceLock::new();
-    !NO_TMPFILE.load(Ordering::Relaxed)
-        && !*FORCED_NAMED
-            .get_or_init(|| std::env::var_os("CARGO_FASTCP_NAMED_TEMPS").is_some_and(|v| v == "1"))
+fn tmpfile_wanted(staging: Staging) -> bool {
+    !staging.named_temps && !NO_TMPFILE.load(Ordering::Relaxed)
 }
 
 #[cfg(not(target_os = "linux"))]
-fn tmpfile_wanted() -> bool {
+fn tmpfile_wanted(_staging: Staging) -> bool {
     false
 }
 
@@ -229,9 +247,10 @@ impl<F> Staged<F> {
     /// inode where the kernel and filesystem have it, else a named temporary.
     async fn open_with(
         job: &Job,
+        staging: Staging,
         open: impl AsyncFn(Open<'_>) -> io::Result<F>,
     ) -> Result<Self, CopyError> {
-        if tmpfile_wanted() {
+        if tmpfile_wanted(staging) {
             let (dir, mode) = (dst_dir(&job.dst), job.mode & 0o777);
             match open(Open::Unnamed { dir, mode }).await {
                 Ok(file) => {
@@ -283,10 +302,10 @@ impl<F> Staged<F> {
 /// Blocking: the portable backend, and the ring engine's blocking threads.
 impl Staged<File> {
     /// Opens `job`'s destination for writing, not yet under its final name.
-    pub fn open(job: &Job) -> Result<Self, CopyError> {
+    pub fn open(job: &Job, staging: Staging) -> Result<Self, CopyError> {
         // Every await inside is on an already-completed future (the I/O is blocking), so one
         // poll finishes it.
-        let staged = Self::open_with(job, async |how| how.blocking());
+        let staged = Self::open_with(job, staging, async |how| how.blocking());
         let mut staged = std::pin::pin!(staged);
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
         loop {
@@ -297,9 +316,9 @@ impl Staged<File> {
     }
 
     /// Size check, metadata, optional fsync, then the file under its final name.
-    pub fn finish(self, job: &Job, copied: u64, fsync: bool) -> Result<(), CopyError> {
+    pub fn finish(self, job: &Job, copied: u64, staging: Staging) -> Result<(), CopyError> {
         self.seal(&self.file, job, copied)?;
-        if fsync {
+        if staging.fsync {
             self.file
                 .sync_all()
                 .map_err(|e| CopyError::io("fsync", self.label(&job.dst), e))?;
@@ -315,8 +334,8 @@ impl Staged<File> {
 #[cfg(target_os = "linux")]
 impl Staged<compio::fs::File> {
     /// Opens `job`'s destination for writing through the ring, not yet under its final name.
-    pub async fn open_ring(job: &Job) -> Result<Self, CopyError> {
-        Self::open_with(job, async |how| how.ring().await).await
+    pub async fn open_ring(job: &Job, staging: Staging) -> Result<Self, CopyError> {
+        Self::open_with(job, staging, async |how| how.ring().await).await
     }
 
     /// Size check, metadata, optional fsync, close and placement, the I/O through the ring.
@@ -325,9 +344,14 @@ impl Staged<compio::fs::File> {
     /// linked into place while open (a blocking `linkat`: compio's link op has no
     /// `AT_EMPTY_PATH`), then closed; its data is in the page cache by then, so a close error
     /// comes after placement. A named one is closed, then renamed over the destination.
-    pub async fn finish_ring(self, job: &Job, copied: u64, fsync: bool) -> Result<(), CopyError> {
+    pub async fn finish_ring(
+        self,
+        job: &Job,
+        copied: u64,
+        staging: Staging,
+    ) -> Result<(), CopyError> {
         with_std(&self.file, |f| self.seal(f, job, copied))?;
-        if fsync {
+        if staging.fsync {
             self.file
                 .sync_all()
                 .await

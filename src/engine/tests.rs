@@ -90,7 +90,7 @@ fn files_are_copied_while_the_plan_is_still_open(backend: &dyn Backend) {
             plan.jobs.close();
             seen
         });
-        let summary = execute(&plan, backend, false, &Quiet, &cancel);
+        let summary = execute(&plan, backend, Staging::default(), &Quiet, &cancel);
         assert_eq!(summary.errors, 0, "{}", backend.name());
         assert_eq!(summary.files, 20, "{}", backend.name());
         producer.join().expect("producer")
@@ -116,7 +116,13 @@ fn an_empty_plan_writes_nothing(backend: &dyn Backend) {
     let out = tmp.path().join("out");
     let plan = Plan::open(out.clone());
     plan.jobs.close();
-    let summary = execute(&plan, backend, false, &Quiet, &AtomicBool::new(false));
+    let summary = execute(
+        &plan,
+        backend,
+        Staging::default(),
+        &Quiet,
+        &AtomicBool::new(false),
+    );
     assert_eq!((summary.files, summary.errors), (0, 0));
     assert!(!out.exists(), "{}: made the out-dir", backend.name());
 }
@@ -148,7 +154,13 @@ fn digests_come_from_the_engine(backend: &dyn Backend) {
     }
     let plan = Plan::build(out.clone(), jobs).expect("plan");
     let sink = Hashing(Digests::new(HashAlgo::Sha512));
-    let summary = execute(&plan, backend, false, &sink, &AtomicBool::new(false));
+    let summary = execute(
+        &plan,
+        backend,
+        Staging::default(),
+        &sink,
+        &AtomicBool::new(false),
+    );
     assert_eq!(summary.errors, 0);
     for job in plan.jobs.iter() {
         let want = checksums::hash_file(HashAlgo::Sha512, &job.src).expect("hash");

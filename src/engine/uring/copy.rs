@@ -89,7 +89,7 @@ impl Worker<'_, '_> {
             .open(&job.src)
             .await
             .map_err(|e| CopyError::io("open", &job.src, e))?;
-        let dst = Staged::open_ring(job).await?;
+        let dst = Staged::open_ring(job, self.ctx.staging).await?;
         let algo = self.ctx.digests().map(|d| d.algo());
         let hasher = algo.map(|a| RefCell::new(a.hasher()));
         let route = match self.route(job.size) {
@@ -117,7 +117,7 @@ impl Worker<'_, '_> {
                 (n, digest)
             }
         };
-        dst.finish_ring(job, copied, self.ctx.fsync).await?;
+        dst.finish_ring(job, copied, self.ctx.staging).await?;
         if let (Some(d), Some(hex)) = (self.ctx.digests(), digest) {
             d.insert(&job.dst, hex);
         }

@@ -62,34 +62,38 @@ pub struct Tuning {
     pub threshold: u64,
     /// Auto: small files per residency probe (see `route`).
     pub probe_every: u32,
+    /// The workers' ring setup flags (see `ring::DEFAULT_SETUP`).
+    pub setup: String,
 }
 
 impl Tuning {
-    /// The defaults for `cfg`, then the measurement knobs (environment variables, see
-    /// docs/copy-method.md): `CARGO_FASTCP_URING_BUFFERS`, `CARGO_FASTCP_URING_BUFFER_LEN`,
-    /// `CARGO_FASTCP_URING_FILE_WINDOW`, `CARGO_FASTCP_URING_THRESHOLD`,
-    /// `CARGO_FASTCP_PROBE_EVERY`. Values are clamped to
-    /// what compio and the kernel accept; unparsable ones are ignored.
+    /// The shape for `cfg`: its `-j` and `--max-in-flight`, and its measurement knobs
+    /// (`cfg.tuning`) where set, else the measured defaults. Values are clamped to what compio
+    /// and the kernel accept.
     pub fn from_config(cfg: &Config) -> Tuning {
+        let knobs = &cfg.tuning;
         let lanes = cfg.max_in_flight.max(1);
         // Two buffers per file in flight lets one be written while the next is read; past 256
         // buffers (32 MiB a worker at the default length) more memory buys nothing measurable.
-        let buffers =
-            env_usize("CARGO_FASTCP_URING_BUFFERS").unwrap_or_else(|| (2 * lanes).clamp(16, 256));
-        let buffer_len = env_usize("CARGO_FASTCP_URING_BUFFER_LEN").unwrap_or(DEFAULT_BUFFER_LEN);
+        let buffers = knobs.buffers.unwrap_or_else(|| (2 * lanes).clamp(16, 256));
+        let buffer_len = knobs.buffer_len.unwrap_or(DEFAULT_BUFFER_LEN);
         Tuning {
             workers: cfg.jobs.get(),
             lanes,
             pool: PoolShape::new(buffers, buffer_len),
-            file_window: env_usize("CARGO_FASTCP_URING_FILE_WINDOW")
+            file_window: knobs
+                .file_window
                 .unwrap_or(DEFAULT_FILE_WINDOW)
                 .clamp(1, 64),
             method: cfg.copy_method,
-            threshold: env_usize("CARGO_FASTCP_URING_THRESHOLD")
-                .map(|n| n as u64)
-                .unwrap_or(DEFAULT_THRESHOLD),
-            probe_every: env_usize("CARGO_FASTCP_PROBE_EVERY")
-                .map_or(route::DEFAULT_PROBE_EVERY, |n| n.clamp(1, 1 << 20) as u32),
+            threshold: knobs.threshold.unwrap_or(DEFAULT_THRESHOLD),
+            probe_every: knobs
+                .probe_every
+                .map_or(route::DEFAULT_PROBE_EVERY, |n| n.clamp(1, 1 << 20)),
+            setup: knobs
+                .uring_setup
+                .clone()
+                .unwrap_or_else(|| ring::DEFAULT_SETUP.into()),
         }
     }
 
@@ -102,22 +106,6 @@ impl Tuning {
             CopyMethod::Auto => Route::Ring,
         }
     }
-}
-
-/// A byte count, optionally with a binary `k`/`m`/`g` suffix.
-fn parse_size(s: &str) -> Option<usize> {
-    let s = s.trim();
-    let (num, mult) = match s.char_indices().last()? {
-        (i, 'k' | 'K') => (&s[..i], 1usize << 10),
-        (i, 'm' | 'M') => (&s[..i], 1 << 20),
-        (i, 'g' | 'G') => (&s[..i], 1 << 30),
-        _ => (s, 1),
-    };
-    num.trim().parse::<usize>().ok()?.checked_mul(mult)
-}
-
-fn env_usize(name: &str) -> Option<usize> {
-    parse_size(&std::env::var(name).ok()?)
 }
 
 pub struct IoUring {
@@ -155,7 +143,7 @@ impl Backend for IoUring {
     /// every file through the ring workers, and so does `--fsync`: the ring keeps many fsyncs
     /// in flight, which measured 3.8× faster than one per thread (docs/benchmarks.md).
     fn copy_files(&self, plan: &Plan, files: &FileQueue, ctx: &Ctx<'_>) -> Option<String> {
-        if self.tuning.method == CopyMethod::Auto && !ctx.fsync {
+        if self.tuning.method == CopyMethod::Auto && !ctx.staging.fsync {
             self.counts.routed.store(true, Ordering::Relaxed);
             route::copy_routed(self, plan, files, ctx)
         } else {
@@ -248,7 +236,7 @@ impl Shared<'_, '_> {
     /// One worker thread: its own runtime and ring, `lanes` files in flight, each lane taking
     /// the next file from the shared index until none is left.
     fn run_worker(&self, queue: Option<kernel::Queue>) {
-        let rt = match ring::build(self.tuning.pool) {
+        let rt = match ring::build_with_setup(self.tuning.pool, &self.tuning.setup) {
             Ok(rt) => rt,
             Err(_) => {
                 // The probe's ring (two small buffers) was built, this one (up to 256 × 128 KiB,
@@ -263,7 +251,7 @@ impl Shared<'_, '_> {
                     let res = self.ctx.admit(job).and_then(|()| {
                         file::copy_regular(
                             job,
-                            self.ctx.fsync,
+                            self.ctx.staging,
                             &|| self.ctx.cancelled(),
                             &|n| self.ctx.progress(n),
                             self.ctx.digests(),

@@ -75,18 +75,21 @@ impl PoolShape {
 /// The io_uring setup flags a worker's ring asks for: `SINGLE_ISSUER` (only the worker's own
 /// thread submits, so the kernel skips cross-thread locking) and `COOP_TASKRUN` (completions
 /// run when the worker next enters the kernel, not by interrupting it). Measured on 10,000
-/// small files through the ring: see docs/copy-method.md. `CARGO_FASTCP_URING_SETUP` overrides
-/// them for measurement: a comma-separated list of `single_issuer`, `coop_taskrun`,
+/// small files through the ring: see docs/copy-method.md. `Config::tuning` can override them
+/// for measurement: a comma-separated list of `single_issuer`, `coop_taskrun`,
 /// `defer_taskrun`, `taskrun_flag`, or `none`.
-const DEFAULT_SETUP: &str = "single_issuer,coop_taskrun";
+pub const DEFAULT_SETUP: &str = "single_issuer,coop_taskrun";
 
 /// Builds a runtime on the calling thread whose driver is io_uring (compio's fusion driver
 /// would otherwise fall back to `poll` when `io_uring_setup` fails, and run every file op on
 /// its blocking pool) with the opcodes the engine submits, and a buffer ring of `shape`.
 /// A kernel that refuses the setup flags (`SINGLE_ISSUER` needs 6.0) gets a ring without them.
 pub fn build(shape: PoolShape) -> io::Result<Runtime> {
-    let wanted = std::env::var("CARGO_FASTCP_URING_SETUP");
-    let setup = wanted.as_deref().unwrap_or(DEFAULT_SETUP);
+    build_with_setup(shape, DEFAULT_SETUP)
+}
+
+/// [`build`] with the setup flags `setup` (see [`DEFAULT_SETUP`]).
+pub fn build_with_setup(shape: PoolShape, setup: &str) -> io::Result<Runtime> {
     match build_with(shape, setup) {
         Err(e) if setup != "none" && e.raw_os_error() == Some(libc::EINVAL) => {
             build_with(shape, "none")

@@ -122,14 +122,14 @@ pub fn copy_routed(
                             Some(src) => file::copy_opened(
                                 src,
                                 job,
-                                ctx.fsync,
+                                ctx.staging,
                                 &cancelled,
                                 &progress,
                                 ctx.digests(),
                             ),
                             None => file::copy_regular(
                                 job,
-                                ctx.fsync,
+                                ctx.staging,
                                 &cancelled,
                                 &progress,
                                 ctx.digests(),

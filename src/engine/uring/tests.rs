@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::*;
-use crate::engine::{execute, Event, EventSink};
+use crate::engine::{execute, Event, EventSink, Staging};
 use crate::plan::{Job, Kind, Op, Plan};
 
 #[derive(Default)]
@@ -90,6 +90,7 @@ fn tuning(method: CopyMethod, buffers: usize, buffer_len: usize, lanes: usize) -
         method,
         threshold: 256 << 10,
         probe_every: 16,
+        setup: ring::DEFAULT_SETUP.into(),
     }
 }
 
@@ -145,7 +146,7 @@ fn run(plan: &Plan, tuning: Tuning) -> (crate::engine::Summary, Sink) {
     let sink = Sink::default();
     let cancel = AtomicBool::new(false);
     let backend = IoUring::with_tuning(tuning);
-    let summary = execute(plan, &backend, false, &sink, &cancel);
+    let summary = execute(plan, &backend, Staging::default(), &sink, &cancel);
     (summary, sink)
 }
 
@@ -244,7 +245,13 @@ fn digests_come_from_the_engine(method: CopyMethod) {
         ..Sink::default()
     };
     let backend = IoUring::with_tuning(tuning(method, 16, len, 8));
-    execute(&plan, &backend, false, &sink, &AtomicBool::new(false));
+    execute(
+        &plan,
+        &backend,
+        Staging::default(),
+        &sink,
+        &AtomicBool::new(false),
+    );
     assert!(sink.failed.lock().expect("lock").is_empty());
     let digests = sink.digests.as_ref().expect("digests");
     for job in plan.jobs.iter() {
@@ -318,7 +325,11 @@ fn defaults_from_config() {
     let cfg = Config::new();
     let backend = IoUring::new(&cfg);
     let sink = Sink::default();
-    let summary = execute(&plan, &backend, true, &sink, &AtomicBool::new(false));
+    let staging = Staging {
+        fsync: true,
+        ..Staging::default()
+    };
+    let summary = execute(&plan, &backend, staging, &sink, &AtomicBool::new(false));
     assert!(sink.failed.lock().expect("lock").is_empty());
     assert_eq!(summary.files, sizes.len());
     assert_faithful(&plan);
@@ -435,7 +446,7 @@ fn cancelled_run_leaves_nothing() {
     let sink = Sink::default();
     let cancel = AtomicBool::new(true);
     let backend = IoUring::with_tuning(tuning(CopyMethod::Auto, 8, 4096, 4));
-    let summary = execute(&plan, &backend, false, &sink, &cancel);
+    let summary = execute(&plan, &backend, Staging::default(), &sink, &cancel);
     assert!(summary.interrupted);
     assert_eq!(summary.files, 0);
     assert!(plan.jobs.iter().all(|j| !j.dst.exists()));
@@ -454,16 +465,6 @@ fn routes_follow_method_and_threshold() {
     t.method = CopyMethod::Splice;
     assert_eq!(t.route(0), Route::Splice);
     assert_eq!(t.route(u64::MAX), Route::Splice);
-}
-
-#[test]
-fn sizes_parse_with_suffixes() {
-    assert_eq!(parse_size("4096"), Some(4096));
-    assert_eq!(parse_size("128k"), Some(128 << 10));
-    assert_eq!(parse_size(" 2M "), Some(2 << 20));
-    assert_eq!(parse_size("1g"), Some(1 << 30));
-    assert_eq!(parse_size("x"), None);
-    assert_eq!(parse_size(""), None);
 }
 
 #[test]
