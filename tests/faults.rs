@@ -1122,3 +1122,76 @@ fn io_uring_worker_without_a_ring_hands_its_files_to_blocking_copies() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// 6. Writes that stay inside the destination while it changes underneath
+// ---------------------------------------------------------------------------------------------
+
+/// While a 3,000-file copy into `out/a/...` runs, `out/a` (made by the run) is moved aside to
+/// `out/a.moved` and replaced by a symlink to a directory elsewhere, at several moments (as soon
+/// as `out/a` appears, 20 ms and 100 ms later). Nothing may appear in the other directory:
+/// files go where the held directory went (`out/a.moved`, inside the out-dir) or fail with
+/// their path (ELOOP), never through the link. Every file under a final name is whole.
+fn swapped_out_dir_component(variant: &str) {
+    const NAME: &str = "swapped_out_dir_component";
+    if !runs_here(NAME, variant) {
+        return;
+    }
+    let t = tmp();
+    let src = t.path().join("src");
+    for i in 0..3_000 {
+        put(
+            &src.join(format!("a/d{}/f{i}.bin", i % 10)),
+            &noise(if i % 500 == 0 { 300_000 } else { i % 2_000 }, i as u64),
+        );
+    }
+    for (round, delay_ms) in [0u64, 20, 100].into_iter().enumerate() {
+        let out = t.path().join(format!("out{round}"));
+        let elsewhere = t.path().join(format!("elsewhere{round}"));
+        fs::create_dir_all(&elsewhere).unwrap();
+        let p = spawn(tree_copy(&src, &out, variant, &[]));
+        let a = out.join("a");
+        let start = Instant::now();
+        while fs::symlink_metadata(&a).is_err() && start.elapsed() < Duration::from_secs(20) {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let swapped = fs::rename(&a, out.join("a.moved")).is_ok()
+            && std::os::unix::fs::symlink(&elsewhere, &a).is_ok();
+        let d = p.wait();
+        assert!(
+            matches!(d.code(), Some(0 | 1)),
+            "round {round}: {}",
+            d.describe()
+        );
+        let outside = entries(&elsewhere);
+        assert!(
+            outside.is_empty(),
+            "round {round} ({variant}, swapped: {swapped}): {} entries written outside the \
+             out-dir, e.g. {:?}",
+            outside.len(),
+            &outside[..outside.len().min(5)]
+        );
+        for rel in entries(&out) {
+            let p = out.join(&rel);
+            if !fs::symlink_metadata(&p).unwrap().is_file() || is_temp(&rel) {
+                continue;
+            }
+            let rel_src = rel
+                .strip_prefix("a.moved")
+                .map_or(rel.clone(), |r| Path::new("a").join(r));
+            assert!(
+                fs::read(&p).unwrap() == fs::read(src.join(&rel_src)).unwrap(),
+                "{} is not whole",
+                p.display()
+            );
+        }
+        for (path, err) in d.failures() {
+            assert!(err.contains(&path) || !path.is_empty(), "{err}");
+        }
+    }
+}
+
+per_variant! {
+    swapped_out_dir_component => swapped_out_dir_component;
+}

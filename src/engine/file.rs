@@ -307,6 +307,20 @@ pub fn place_hardlink(first_dst: &Path, job: &Job) -> Result<(), CopyError> {
 /// open descriptor: two syscalls, not four, per directory.
 pub fn set_dir_meta(job: &Job) -> Result<(), CopyError> {
     let err = |e| CopyError::io("set metadata of", &job.dst, e);
+    // Through a descriptor opened beneath the out-dir: a directory swapped for a symlink since
+    // it was made is an error, not a chmod of whatever the link points to.
+    #[cfg(target_os = "linux")]
+    if let Some(dir) = super::beneath::open_dir(&job.dst) {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = dir.map_err(err)?;
+        if let Some(m) = job.mtime {
+            dir.set_times(fs::FileTimes::new().set_modified(m))
+                .map_err(err)?;
+        }
+        return dir
+            .set_permissions(fs::Permissions::from_mode(job.mode))
+            .map_err(err);
+    }
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -323,7 +337,13 @@ pub fn set_dir_meta(job: &Job) -> Result<(), CopyError> {
 pub fn fsync_dir(dir: &Path) -> Result<(), CopyError> {
     #[cfg(unix)]
     {
-        let d = File::open(dir).map_err(|e| CopyError::io("open", dir, e))?;
+        #[cfg(target_os = "linux")]
+        let held = super::beneath::open_dir(dir);
+        #[cfg(not(target_os = "linux"))]
+        let held: Option<io::Result<File>> = None;
+        let d = held
+            .unwrap_or_else(|| File::open(dir))
+            .map_err(|e| CopyError::io("open", dir, e))?;
         d.sync_all().map_err(|e| CopyError::io("fsync", dir, e))?;
     }
     #[cfg(not(unix))]
@@ -334,6 +354,11 @@ pub fn fsync_dir(dir: &Path) -> Result<(), CopyError> {
 /// Makes `dir`, whose parent this run already made or checked: one `mkdir`, and a look at what
 /// is there only when something is.
 pub fn make_dir_in_checked_parent(dir: &Path) -> io::Result<()> {
+    // Made in its parent held open beneath the out-dir (see `beneath`).
+    #[cfg(target_os = "linux")]
+    let (at, _held) = super::beneath::through(dir)?;
+    #[cfg(target_os = "linux")]
+    let dir = at.as_path();
     match fs::create_dir(dir) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => check_existing_dir(dir),
@@ -373,12 +398,16 @@ pub fn ensure_dir(out_dir: &Path, dir: &Path) -> io::Result<()> {
             ));
         };
         cur.push(name);
-        match fs::symlink_metadata(&cur) {
+        #[cfg(target_os = "linux")]
+        let (at, _held) = super::beneath::through(&cur)?;
+        #[cfg(not(target_os = "linux"))]
+        let at = cur.clone();
+        match fs::symlink_metadata(&at) {
             Ok(md) if md.is_dir() => continue,
-            Ok(_) => check_existing_dir(&cur)?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => match fs::create_dir(&cur) {
+            Ok(_) => check_existing_dir(&at)?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => match fs::create_dir(&at) {
                 Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && cur.is_dir() => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && at.is_dir() => {}
                 Err(e) => return Err(e),
             },
             Err(e) => return Err(e),

@@ -15,6 +15,8 @@ use crate::plan::{Job, Op, Plan, Selection};
 pub use queue::FileQueue;
 pub use stage::Staging;
 
+#[cfg(target_os = "linux")]
+pub mod beneath;
 pub mod file;
 pub mod portable;
 pub mod queue;
@@ -273,6 +275,8 @@ pub fn execute(
             full: AtomicBool::new(false),
             out_dir: plan.out_dir.clone(),
         },
+        #[cfg(target_os = "linux")]
+        held: std::sync::Mutex::new(None),
     };
     // What is published now is counted in `Started`; later chunks in `Planned`.
     let counted = plan.jobs.len();
@@ -291,6 +295,9 @@ pub fn execute(
 struct Run<'a> {
     plan: &'a Plan,
     ctx: Ctx<'a>,
+    /// The out-dir held open from the data step to the end (links, directory metadata).
+    #[cfg(target_os = "linux")]
+    held: std::sync::Mutex<Option<beneath::RootGuard>>,
 }
 
 impl Run<'_> {
@@ -334,6 +341,13 @@ impl Run<'_> {
                 Err(p) => Some(format!("the copy engine panicked: {}", panic_text(&p))),
             }
         });
+        #[cfg(target_os = "linux")]
+        {
+            *self
+                .held
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = dirs.held.take();
+        }
         (links, stopped)
     }
 
@@ -510,6 +524,9 @@ struct DirMaker {
     /// `None` until the first chunk: the out-dir is made only once there is something to put in.
     out_dir: Option<Result<(), std::io::Error>>,
     root: PathBuf,
+    /// The out-dir held open while the run writes below it (see `beneath`).
+    #[cfg(target_os = "linux")]
+    held: Option<beneath::RootGuard>,
 }
 
 impl DirMaker {
@@ -519,6 +536,8 @@ impl DirMaker {
             failed: HashMap::new(),
             out_dir: None,
             root: out_dir.to_path_buf(),
+            #[cfg(target_os = "linux")]
+            held: None,
         }
     }
 
@@ -547,6 +566,11 @@ impl DirMaker {
                 self.failed.insert(dir, (root.clone(), clone_io(&e)));
             }
             return;
+        }
+        #[cfg(target_os = "linux")]
+        if self.held.is_none() && !root.as_os_str().is_empty() {
+            // Where it cannot be held, destinations keep plain paths.
+            self.held = beneath::hold_root(&root).ok();
         }
         for dir in parents(plan, range) {
             if self.made.contains(&dir) || self.failed.contains_key(&dir) {

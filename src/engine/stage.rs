@@ -88,11 +88,17 @@ impl TempGuard {
 
     /// Renames the temporary into place. `rename` replaces a symlink at `dst` rather than
     /// writing through it, so nothing is written outside the out-dir.
-    pub fn commit(mut self, dst: &Path) -> Result<(), CopyError> {
+    pub fn commit(self, dst: &Path) -> Result<(), CopyError> {
+        self.commit_to(dst, dst)
+    }
+
+    /// Renames the temporary to `at`, naming `dst` in an error (`at` may be the final name
+    /// through a held directory).
+    pub fn commit_to(mut self, at: &Path, dst: &Path) -> Result<(), CopyError> {
         let Some(tmp) = self.path.take() else {
             return Ok(());
         };
-        fs::rename(&tmp, dst).map_err(|e| {
+        fs::rename(&tmp, at).map_err(|e| {
             let _ = fs::remove_file(&tmp);
             CopyError::io("rename into place", dst, e)
         })
@@ -240,6 +246,13 @@ pub struct Staged<F> {
     named: Option<TempGuard>,
     /// The mode it was created with (see `apply_meta`).
     created: u32,
+    /// Where it is placed: the final name through the held destination directory
+    /// (`/proc/self/fd/N/name`), or the plain destination path where nothing is held.
+    at: PathBuf,
+    /// The destination directory, held open (Linux, under a run's out-dir) so that a component
+    /// swapped for a symlink meanwhile is never written through. Dropped last.
+    #[cfg(target_os = "linux")]
+    _held: Option<super::beneath::Held>,
 }
 
 impl<F> Staged<F> {
@@ -250,29 +263,46 @@ impl<F> Staged<F> {
         staging: Staging,
         open: impl AsyncFn(Open<'_>) -> io::Result<F>,
     ) -> Result<Self, CopyError> {
-        if tmpfile_wanted(staging) {
-            let (dir, mode) = (dst_dir(&job.dst), job.mode & 0o777);
-            match open(Open::Unnamed { dir, mode }).await {
-                Ok(file) => {
-                    return Ok(Staged {
-                        file,
-                        named: None,
-                        created: mode,
-                    })
-                }
-                Err(e) if tmpfile_unsupported(&e) => {}
-                Err(e) => return Err(CopyError::io("create a file in", dir, e)),
-            }
-        }
-        let tmp = temp_path(&job.dst);
-        let file = open(Open::Named { path: &tmp })
-            .await
-            .map_err(|e| CopyError::io("create", &tmp, e))?;
-        Ok(Staged {
+        #[cfg(target_os = "linux")]
+        let (at, held) = super::beneath::through(&job.dst)
+            .map_err(|e| CopyError::io("open the directory of", &job.dst, e))?;
+        #[cfg(not(target_os = "linux"))]
+        let at = job.dst.clone();
+        let staged = |file, named, created| Staged {
             file,
-            named: Some(TempGuard::new(tmp)),
-            created: NAMED_MODE,
-        })
+            named,
+            created,
+            at: at.clone(),
+            #[cfg(target_os = "linux")]
+            _held: None,
+        };
+        let mut done = if tmpfile_wanted(staging) {
+            let (dir, mode) = (dst_dir(&at), job.mode & 0o777);
+            match open(Open::Unnamed { dir, mode }).await {
+                Ok(file) => Some(staged(file, None, mode)),
+                Err(e) if tmpfile_unsupported(&e) => None,
+                Err(e) => {
+                    return Err(CopyError::io("create a file in", dst_dir(&job.dst), e));
+                }
+            }
+        } else {
+            None
+        };
+        if done.is_none() {
+            let tmp = temp_path(&at);
+            let file = open(Open::Named { path: &tmp })
+                .await
+                .map_err(|e| CopyError::io("create a temporary for", &job.dst, e))?;
+            done = Some(staged(file, Some(TempGuard::new(tmp)), NAMED_MODE));
+        }
+        let mut done = done.ok_or_else(|| {
+            CopyError::io("create", &job.dst, io::Error::other("no staging file"))
+        })?;
+        #[cfg(target_os = "linux")]
+        {
+            done._held = held;
+        }
+        Ok(done)
     }
 
     /// The path errors about the staged file name: its temporary name, or the destination.
@@ -324,8 +354,8 @@ impl Staged<File> {
                 .map_err(|e| CopyError::io("fsync", self.label(&job.dst), e))?;
         }
         match self.named {
-            Some(guard) => guard.commit(&job.dst),
-            None => link_into_place(&self.file, &job.dst),
+            Some(guard) => guard.commit_to(&self.at, &job.dst),
+            None => link_into_place(&self.file, &self.at, &job.dst),
         }
     }
 }
@@ -358,7 +388,7 @@ impl Staged<compio::fs::File> {
                 .map_err(|e| CopyError::io("fsync", self.label(&job.dst), e))?;
         }
         let Some(guard) = self.named else {
-            with_std(&self.file, |f| link_into_place(f, &job.dst))?;
+            with_std(&self.file, |f| link_into_place(f, &self.at, &job.dst))?;
             // The file is in place under its final name, whole and with its metadata: a close
             // error now cannot undo that, and reporting it as failed would contradict the disk.
             // (Write-back errors reported at close are NFS's; NFS has no O_TMPFILE, so its
@@ -371,7 +401,7 @@ impl Staged<compio::fs::File> {
             .await
             .map_err(|e| CopyError::io("close", guard.path(), e))?;
         // `rename` replaces a symlink at the destination rather than writing through it.
-        compio::fs::rename(guard.path(), &job.dst)
+        compio::fs::rename(guard.path(), &self.at)
             .await
             .map_err(|e| CopyError::io("rename into place", &job.dst, e))?;
         guard.disarm();
@@ -394,21 +424,21 @@ pub fn with_std<R>(fd: &impl std::os::fd::AsRawFd, f: impl FnOnce(&File) -> R) -
 /// destination that exists (an earlier version, a symlink that must not be followed) gets the
 /// file under a temporary name first, which `rename` then moves over it atomically.
 #[cfg(unix)]
-fn link_into_place(file: &File, dst: &Path) -> Result<(), CopyError> {
+fn link_into_place(file: &File, at: &Path, dst: &Path) -> Result<(), CopyError> {
     let err = |e| CopyError::io("link into place", dst, e);
-    match link_fd(file, dst) {
+    match link_fd(file, at) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            let guard = TempGuard::new(temp_path(dst));
+            let guard = TempGuard::new(temp_path(at));
             link_fd(file, guard.path()).map_err(err)?;
-            guard.commit(dst)
+            guard.commit_to(at, dst)
         }
         Err(e) => Err(err(e)),
     }
 }
 
 #[cfg(not(unix))]
-fn link_into_place(_file: &File, dst: &Path) -> Result<(), CopyError> {
+fn link_into_place(_file: &File, _at: &Path, dst: &Path) -> Result<(), CopyError> {
     Err(CopyError::io(
         "link into place",
         dst,
