@@ -114,6 +114,11 @@ pub fn copy_routed(
                     break;
                 }
                 let job = &plan.jobs[i];
+                // A full destination: not started (see `Ctx::admit`).
+                if let Err(e) = ctx.admit(job) {
+                    ctx.fail(i, e);
+                    continue;
+                }
                 match router.decide(&job.src, job.size) {
                     Decision::Warm(src) => {
                         counts.warm.fetch_add(1, Ordering::Relaxed);
