@@ -1,8 +1,12 @@
-//! SIGINT/SIGTERM become a cancel flag the engine polls, so temporaries are cleaned up on the way out.
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+//! SIGINT/SIGTERM (Ctrl-C on Windows too) become a cancel flag the engine polls, so temporaries
+//! are cleaned up on the way out; a second signal ends the process at once.
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::flag;
 
 static CANCEL: AtomicBool = AtomicBool::new(false);
-static SIGNAL: AtomicI32 = AtomicI32::new(0);
+static SIGNAL: AtomicUsize = AtomicUsize::new(0);
 
 /// The flag the engine polls.
 pub fn flag() -> &'static AtomicBool {
@@ -11,30 +15,22 @@ pub fn flag() -> &'static AtomicBool {
 
 /// The signal that cancelled the run, if any.
 pub fn received() -> Option<i32> {
-    match SIGNAL.load(Ordering::Relaxed) {
+    match SIGNAL.load(Ordering::SeqCst) {
         0 => None,
-        s => Some(s),
+        s => i32::try_from(s).ok(),
     }
 }
 
-#[cfg(unix)]
-extern "C" fn on_signal(sig: libc::c_int) {
-    // Only async-signal-safe work here: two atomic stores.
-    SIGNAL.store(sig, Ordering::Relaxed);
-    CANCEL.store(true, Ordering::Relaxed);
-}
-
-/// Installs the handlers. `SA_RESETHAND`: a second Ctrl-C kills at once, as users expect.
+/// Installs the handlers. The first signal records itself and sets the flag; a second one finds
+/// the flag set and runs the signal's default action (the process dies of it, as users expect of
+/// a second Ctrl-C). signal-hook runs the actions in the order registered, so the default action
+/// goes first: on the first signal the flag is still clear and it does nothing.
 pub fn install() {
-    #[cfg(unix)]
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: a zeroed sigaction with a handler that only stores atomics is valid.
-        unsafe {
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_signal as *const () as usize;
-            sa.sa_flags = libc::SA_RESETHAND;
-            libc::sigemptyset(&mut sa.sa_mask);
-            libc::sigaction(sig, &sa, std::ptr::null_mut());
-        }
+    for sig in [SIGINT, SIGTERM] {
+        // A handler that cannot be installed leaves the signal's default (it kills without
+        // cleaning up): the run itself is unaffected, so it goes on.
+        let _ = flag::register_conditional_default(sig, &CANCEL);
+        let _ = flag::register_usize(sig, &SIGNAL, sig as usize);
+        let _ = flag::register(sig, &CANCEL);
     }
 }
