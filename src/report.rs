@@ -434,7 +434,63 @@ fn counter_style(counts: &Arc<Counts>) -> ProgressStyle {
         .with_key("line", line)
 }
 
-/// Once the plan is complete: `Copying [=====>    ] 1765/3841 files, 20.1/43.8 MiB, …, ETA 3s`.
+/// The text after the bar, its fields already formatted.
+struct BarText {
+    files: String,
+    bytes: String,
+    rate: String,
+    elapsed: String,
+    eta: String,
+}
+
+impl BarText {
+    /// Longest first: the first that fits is shown, the last is cut to fit.
+    fn candidates(&self) -> [String; 4] {
+        let BarText {
+            files,
+            bytes,
+            rate,
+            elapsed,
+            eta,
+        } = self;
+        [
+            format!("{files} files, {bytes}, {rate}/s, {elapsed}, ETA {eta}"),
+            format!("{files} files, {bytes}, ETA {eta}"),
+            format!("{files} files, ETA {eta}"),
+            files.clone(),
+        ]
+    }
+
+    /// Every field at its widest for these totals (`1023.9 KiB` copied, a rate in the TiB/s, a
+    /// four-character duration): the layout chosen from it stays put while the numbers grow.
+    fn widest(total_files: u64, total_bytes: u64) -> BarText {
+        let tb = human_bytes(total_bytes);
+        let copied = if total_bytes < 1024 { tb.len() } else { 10 };
+        BarText {
+            files: format!("{total_files}/{total_files}"),
+            bytes: format!("{}/{tb}", "9".repeat(copied)),
+            rate: "9".repeat(10),
+            elapsed: "9".repeat(4),
+            eta: "9".repeat(4),
+        }
+    }
+}
+
+/// The bar's text for `room` columns: the longest layout whose widest form fits, padded to that
+/// width, so the bar beside it keeps one length for the whole run (it never shrinks as the
+/// counts grow).
+fn bar_text(room: usize, now: &BarText, widest: &BarText) -> String {
+    let widest = widest.candidates();
+    let now = now.candidates();
+    let i = widest
+        .iter()
+        .position(|c| c.chars().count() <= room)
+        .unwrap_or(widest.len() - 1);
+    let width = widest[i].chars().count().min(room);
+    fit(room, &[format!("{:<width$}", now[i])])
+}
+
+/// Once the plan is complete: `Copying [=====>    ] 1765/3841 files, 20.1 MiB/43.8 MiB, …, ETA 3s`.
 fn bar_style(counts: &Arc<Counts>) -> ProgressStyle {
     let c = Arc::clone(counts);
     let info = move |state: &ProgressState, w: &mut dyn std::fmt::Write| {
@@ -444,27 +500,21 @@ fn bar_style(counts: &Arc<Counts>) -> ProgressStyle {
         let bar = if width >= 3 * MIN_BAR { MIN_BAR } else { 0 };
         let room = width.saturating_sub(head + 3 + bar);
         let tf = c.total_files.load(Ordering::Relaxed);
+        let tb = c.total_bytes.load(Ordering::Relaxed);
         let cf = c.copied_files.load(Ordering::Relaxed);
-        let cb = human_bytes(state.pos());
-        let tb = human_bytes(c.total_bytes.load(Ordering::Relaxed));
-        let rate = human_bytes(state.per_sec() as u64);
-        let el = secs(state.elapsed());
-        // No byte has moved yet: there is no rate to estimate from.
-        let eta = if state.pos() == 0 {
-            "?".to_string()
-        } else {
-            secs(state.eta())
+        let now = BarText {
+            files: format!("{cf}/{tf}"),
+            bytes: format!("{}/{}", human_bytes(state.pos()), human_bytes(tb)),
+            rate: human_bytes(state.per_sec() as u64),
+            elapsed: secs(state.elapsed()),
+            // No byte has moved yet: there is no rate to estimate from.
+            eta: if state.pos() == 0 {
+                "?".to_string()
+            } else {
+                secs(state.eta())
+            },
         };
-        let text = fit(
-            room,
-            &[
-                format!("{cf}/{tf} files, {cb}/{tb}, {rate}/s, {el}, ETA {eta}"),
-                format!("{cf}/{tf} files, {cb}/{tb}, ETA {eta}"),
-                format!("{cf}/{tf} files, ETA {eta}"),
-                format!("{cf}/{tf}"),
-            ],
-        );
-        let _ = write!(w, "{text}");
+        let _ = write!(w, "{}", bar_text(room, &now, &BarText::widest(tf, tb)));
     };
     let head = |_: &ProgressState, w: &mut dyn std::fmt::Write| {
         let _ = write!(w, "{}", header(usable_width()));
@@ -931,6 +981,31 @@ mod tests {
         assert_eq!(super::fit(20, &c), "long text");
         assert_eq!(super::fit(6, &c), "short");
         assert_eq!(super::fit(3, &c), "sho");
+    }
+
+    #[test]
+    fn the_bar_text_keeps_one_width_while_the_counts_grow() {
+        use super::{bar_text, BarText};
+        let widest = BarText::widest(2403, 48 << 20);
+        let at = |cf: u64, copied: u64, rate: u64, secs: &str| BarText {
+            files: format!("{cf}/2403"),
+            bytes: format!("{}/{}", human_bytes(copied), human_bytes(48 << 20)),
+            rate: human_bytes(rate),
+            elapsed: secs.to_string(),
+            eta: secs.to_string(),
+        };
+        for room in [9, 20, 40, 60, 100] {
+            let first = bar_text(room, &at(0, 0, 0, "0s"), &widest);
+            let last = bar_text(room, &at(2403, 1000 << 10, 900 << 20, "12m"), &widest);
+            assert_eq!(
+                first.chars().count(),
+                last.chars().count(),
+                "{first:?} {last:?}"
+            );
+            assert!(first.chars().count() <= room, "{first:?}");
+        }
+        let line = bar_text(100, &at(12, 5 << 20, 1 << 20, "3s"), &widest);
+        assert!(line.starts_with("12/2403 files, 5.0 MiB/48.0 MiB, 1.0 MiB/s, 3s, ETA 3s"));
     }
 
     #[test]

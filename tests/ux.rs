@@ -152,6 +152,16 @@ fn check_frames(raw: &str, cols: u16) -> Vec<String> {
             w[1]
         );
     }
+    // The bar keeps one length at one width: it does not shrink as the counts grow.
+    let bar_ends: Vec<Option<usize>> = frames
+        .iter()
+        .filter(|f| is_bar(f))
+        .map(|f| f.chars().position(|c| c == ']'))
+        .collect();
+    assert!(
+        bar_ends.windows(2).all(|w| w[0] == w[1]),
+        "the bar changed length ({bar_ends:?}): {frames:#?}"
+    );
     // Once a bar is shown (the total is known), no counter comes back.
     if let Some(first_bar) = frames.iter().position(|f| is_bar(f)) {
         assert!(
