@@ -712,6 +712,110 @@ mod tests {
     }
 
     #[test]
+    fn flags_become_the_config_fields_they_name() {
+        let cfg = parse(args(&[
+            "x",
+            "-o",
+            "d",
+            "--profile",
+            "dist",
+            "--target-dir",
+            "t",
+            "-F",
+            "a,b c",
+            "--features",
+            "d",
+            "-j",
+            "3",
+            "--message-format",
+            "json",
+            "--checksums",
+            "sha512",
+            "--update",
+            "--engine",
+            "portable",
+            "--copy-method",
+            "splice",
+        ]))
+        .unwrap();
+        assert_eq!(cfg.profile(), "dist");
+        assert_eq!(cfg.target_dir, Some(PathBuf::from("t")));
+        assert_eq!(cfg.features, ["a", "b", "c", "d"]);
+        assert_eq!(
+            (cfg.jobs.get(), cfg.jobs_given.map(|j| j.get())),
+            (3, Some(3))
+        );
+        assert_eq!(cfg.output, Output::Json);
+        assert!(matches!(cfg.checksums, Some(HashAlgo::Sha512)));
+        assert!(matches!(cfg.update, Some(UpdateMode::QuickCheck)));
+        assert!(matches!(cfg.engine, EngineChoice::Portable));
+        assert!(matches!(cfg.copy_method, CopyMethod::Splice));
+        let cfg = parse(args(&["x", "--dry-run", "-q", "--update=content"])).unwrap();
+        assert_eq!((cfg.out_dir, cfg.output), (None, Output::Quiet));
+        assert_eq!(cfg.jobs_given, None);
+        assert_eq!(cfg.jobs, default_jobs());
+        assert!(matches!(cfg.update, Some(UpdateMode::Content)));
+    }
+
+    #[test]
+    fn hidden_knobs_fill_the_engine_tuning() {
+        let cfg = parse(args(&[
+            "x",
+            "--dry-run",
+            "--uring-buffers",
+            "8",
+            "--uring-buffer-len",
+            "256k",
+            "--uring-file-window",
+            "4",
+            "--uring-threshold",
+            "1m",
+            "--named-temps",
+            "1",
+            "--probe-every",
+            "16",
+            "--uring-setup",
+            "none",
+        ]))
+        .unwrap();
+        let t = cfg.tuning;
+        assert_eq!(
+            (t.buffers, t.buffer_len, t.file_window, t.threshold),
+            (Some(8), Some(256 << 10), Some(4), Some(1 << 20))
+        );
+        assert!(t.named_temps);
+        assert_eq!(t.probe_every, Some(16));
+        assert_eq!(t.uring_setup.as_deref(), Some("none"));
+    }
+
+    #[test]
+    fn profile_and_triple_names_that_would_leave_the_target_dir_are_refused() {
+        for bad in ["..", ".", "a/b", "a\\b", ""] {
+            let e = parse(args(&["x", "--dry-run", "--profile", bad])).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "--profile {bad:?}");
+        }
+        for bad in ["../x", ".hidden", "a/b", "dir/.json"] {
+            let e = parse(args(&["x", "--dry-run", "--target", bad])).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "--target {bad:?}");
+        }
+        // A target spec file is named by its stem.
+        let cfg = parse(args(&["x", "--dry-run", "--target", "specs/my-os.json"])).unwrap();
+        assert_eq!(cfg.triples, ["specs/my-os.json"]);
+    }
+
+    #[test]
+    fn build_refuses_update_and_clean() {
+        for bad in [
+            &["x", "--build", "--update", "-o", "o"][..],
+            &["x", "--build", "--clean", "-o", "o"],
+        ] {
+            let e = parse(args(bad)).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{bad:?}");
+            assert!(e.to_string().contains("--build does not combine"), "{e}");
+        }
+    }
+
+    #[test]
     fn sizes_parse_with_suffixes() {
         assert_eq!(size("4096").ok(), Some(4096));
         assert_eq!(size("128k").ok(), Some(128 << 10));

@@ -318,3 +318,53 @@ impl Default for Config {
         Self::new()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_alone_copy_only_what_they_match() {
+        let with = |edit: fn(&mut Config)| {
+            let mut cfg = Config::new();
+            edit(&mut cfg);
+            cfg
+        };
+        assert!(
+            Config::new().selects_artifacts(),
+            "no pattern: the artifacts"
+        );
+        assert_eq!(Config::new().profile(), "dev");
+        let patterns = |c: &mut Config| c.patterns = vec!["README.md".into()];
+        assert!(!with(patterns).selects_artifacts());
+        // Any flag that only means something for artifacts brings them back.
+        for edit in [
+            (|c: &mut Config| c.profile = Some("release".into())) as fn(&mut Config),
+            |c| c.packages = vec!["app".into()],
+            |c| c.workspace = true,
+            |c| c.triples = vec!["x86_64-unknown-linux-musl".into()],
+            |c| c.targets.crate_types = vec![CrateKind::Cdylib],
+            |c| c.targets.lib = true,
+            |c| c.targets.all_bins = true,
+            |c| c.build = true,
+        ] {
+            let mut cfg = with(patterns);
+            edit(&mut cfg);
+            assert!(cfg.selects_artifacts(), "{cfg:?}");
+        }
+        // `--from` matches files under a directory: never artifacts.
+        let from = with(|c| {
+            c.from = Some("d".into());
+            c.patterns = vec!["**".into()];
+        });
+        assert!(!from.selects_artifacts());
+    }
+
+    #[test]
+    fn crate_kinds_round_trip_through_their_cargo_names() {
+        for k in CrateKind::ALL {
+            assert_eq!(CrateKind::parse(k.as_str()), Some(k));
+        }
+        assert_eq!(CrateKind::parse("exe"), None);
+    }
+}

@@ -265,3 +265,137 @@ impl HardlinkGroups {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A one-byte job (a directory for `Op::Dir`), for the plan's and the job list's tests.
+    pub(super) fn job(src: &str, dst: &str, op: Op) -> Job {
+        Job {
+            src: PathBuf::from(src),
+            dst: PathBuf::from(dst),
+            kind: if op == Op::Dir { Kind::Dir } else { Kind::File },
+            package: None,
+            size: 1,
+            mode: 0o644,
+            mtime: None,
+            op,
+            src_id: None,
+            multi_link: false,
+        }
+    }
+
+    fn dsts(plan: &Plan) -> Vec<&str> {
+        plan.jobs.iter().map(|j| j.dst.to_str().unwrap()).collect()
+    }
+
+    #[test]
+    fn the_same_source_reached_twice_is_copied_once() {
+        let plan = Plan::build(
+            "/o".into(),
+            vec![
+                job("/s/a", "/o/a", Op::Copy),
+                job("/s/b", "/o/b", Op::Copy),
+                job("/s/a", "/o/a", Op::Copy),
+            ],
+        )
+        .unwrap();
+        assert_eq!(dsts(&plan), ["/o/a", "/o/b"]);
+    }
+
+    #[test]
+    fn two_walks_into_one_directory_merge() {
+        let plan = Plan::build(
+            "/o".into(),
+            vec![
+                job("/s1/d", "/o/d", Op::Dir),
+                job("/s2/d", "/o/d", Op::Dir),
+                job("/s2/d/x", "/o/d/x", Op::Copy),
+            ],
+        )
+        .unwrap();
+        assert_eq!(dsts(&plan), ["/o/d", "/o/d/x"]);
+    }
+
+    #[test]
+    fn two_sources_for_one_destination_are_a_conflict_naming_both() {
+        let err = Plan::build(
+            "/o".into(),
+            vec![
+                job("/s1/a", "/o/a", Op::Copy),
+                job("/s2/a", "/o/a", Op::Copy),
+            ],
+        )
+        .unwrap_err();
+        match err {
+            PlanError::Conflict { dst, a, b } => {
+                assert_eq!((dst, a, b), ("/o/a".into(), "/s1/a".into(), "/s2/a".into()));
+            }
+            other => panic!("expected Conflict, got {other}"),
+        }
+        // A file and a directory for one path conflict too: only two directories merge.
+        let err = Plan::build(
+            "/o".into(),
+            vec![
+                job("/s1/a", "/o/a", Op::Dir),
+                job("/s2/a", "/o/a", Op::Copy),
+            ],
+        )
+        .unwrap_err();
+        assert!(matches!(err, PlanError::Conflict { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_file_where_another_job_needs_a_directory_is_a_file_dir_conflict() {
+        // Whichever comes first, however deep below the file the other job lies, and whatever
+        // the non-directory is.
+        for jobs in [
+            vec![
+                job("/s/x", "/o/x", Op::Copy),
+                job("/t/x/y", "/o/x/y", Op::Copy),
+            ],
+            vec![
+                job("/t/x/y/z", "/o/x/y/z", Op::Copy),
+                job("/s/x", "/o/x", Op::Copy),
+            ],
+            vec![
+                job("/s/x", "/o/x", Op::Symlink { target: "t".into() }),
+                job("/t/x/y", "/o/x/y", Op::Dir),
+            ],
+        ] {
+            match Plan::build("/o".into(), jobs).unwrap_err() {
+                PlanError::FileDirConflict { dst, src } => {
+                    assert_eq!((dst, src), ("/o/x".into(), "/s/x".into()));
+                }
+                other => panic!("expected FileDirConflict, got {other}"),
+            }
+        }
+    }
+
+    #[test]
+    fn later_members_of_a_hard_link_group_link_to_the_first() {
+        let linked = |src: &str, dst: &str, id: (u64, u64)| Job {
+            src_id: Some(id),
+            multi_link: true,
+            ..job(src, dst, Op::Copy)
+        };
+        let plan = Plan::build(
+            "/o".into(),
+            vec![
+                job("/s/plain", "/o/plain", Op::Copy),
+                linked("/s/a", "/o/a", (1, 7)),
+                linked("/s/b", "/o/b", (1, 8)),
+                linked("/s/c", "/o/c", (1, 7)),
+            ],
+        )
+        .unwrap();
+        let ops: Vec<&Op> = plan.jobs.iter().map(|j| &j.op).collect();
+        assert_eq!(
+            ops,
+            [&Op::Copy, &Op::Copy, &Op::Copy, &Op::Hardlink { of: 1 }]
+        );
+        assert_eq!(plan.total_bytes(), 3, "a link moves no bytes");
+        assert_eq!(plan.file_count(), 4);
+    }
+}

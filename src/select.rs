@@ -1202,6 +1202,27 @@ mod tests {
     }
 
     #[test]
+    fn examples_by_crate_type_alone_or_all_of_them_by_flag() {
+        let sel = TargetSelection {
+            crate_types: vec![CrateKind::Example],
+            ..Default::default()
+        };
+        assert_eq!(picked(&sel), owned(&[("demo", &[CrateKind::Example])]));
+        let sel = TargetSelection {
+            all_examples: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            picked(&sel),
+            owned(&[
+                ("demo", &[CrateKind::Example]),
+                ("ex_ffi", &[CrateKind::Cdylib])
+            ]),
+            "an example library is staged as the crate kind it builds"
+        );
+    }
+
+    #[test]
     fn build_scripts_are_never_selected() {
         let sel = TargetSelection {
             all_bins: true,

@@ -178,3 +178,86 @@ impl std::ops::Index<usize> for Jobs {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::plan::tests::job;
+    use crate::plan::Op;
+
+    fn jobs(names: &[&str]) -> Vec<Job> {
+        names.iter().map(|n| job(n, n, Op::Copy)).collect()
+    }
+
+    fn names(list: &Jobs) -> Vec<String> {
+        list.iter().map(|j| j.src.display().to_string()).collect()
+    }
+
+    #[test]
+    fn a_complete_list_is_one_closed_chunk() {
+        let list = Jobs::from(jobs(&["a", "b", "c"]));
+        assert!(list.is_closed());
+        assert_eq!(
+            (list.len(), names(&list)),
+            (3, vec!["a".into(), "b".into(), "c".into()])
+        );
+        assert_eq!(list[2].src, Path::new("c"));
+        assert!(list.get(3).is_none());
+        assert!(Jobs::default().is_empty() && Jobs::default().is_closed());
+    }
+
+    #[test]
+    fn published_chunks_read_as_one_list_by_index_and_in_order() {
+        let list = Jobs::open();
+        assert!(!list.is_closed());
+        list.publish(jobs(&["a"]));
+        list.publish(Vec::new()); // an empty chunk is no chunk
+        list.publish(jobs(&["b", "c"]));
+        list.publish(jobs(&["d", "e", "f", "g"]));
+        assert_eq!(list.len(), 7);
+        assert_eq!(names(&list), ["a", "b", "c", "d", "e", "f", "g"]);
+        let by_index: Vec<&Path> = (0..7).map(|i| list[i].src.as_path()).collect();
+        assert_eq!(by_index, ["a", "b", "c", "d", "e", "f", "g"].map(Path::new));
+        assert!(list.get(7).is_none());
+        assert_eq!(
+            list.wait_beyond(3),
+            (7, false),
+            "more than 3 published: no wait"
+        );
+        list.close();
+        assert_eq!(list.wait_beyond(7), (7, true), "closed: no wait");
+    }
+
+    #[test]
+    fn a_reader_waits_for_the_next_chunk_or_the_close() {
+        let list = Jobs::open();
+        list.publish(jobs(&["a"]));
+        std::thread::scope(|s| {
+            let reader = s.spawn(|| {
+                let first = list.wait_beyond(1);
+                let then = list.wait_beyond(first.0);
+                (first, then, list[1].src.clone())
+            });
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            list.publish(jobs(&["b"]));
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            list.close();
+            let (first, then, second) = reader.join().unwrap();
+            assert_eq!(first.0, 2);
+            assert_eq!(then, (2, true));
+            assert_eq!(second, Path::new("b"));
+        });
+    }
+
+    #[test]
+    fn a_complete_plan_may_be_edited_in_place() {
+        let mut list = Jobs::open();
+        list.publish(jobs(&["a"]));
+        list.publish(jobs(&["b"]));
+        list[1].size = 42;
+        assert_eq!(list[1].size, 42);
+        assert_eq!(list[0].size, 1);
+    }
+}
