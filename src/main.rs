@@ -124,6 +124,7 @@ fn run_build(cfg: &Config) -> anyhow::Result<ExitCode> {
             }
         },
     };
+    let unreported = build.unreported().inspect_err(|_| build.discard())?;
     let done = held.done(selection.plan().jobs.len());
     let (plan, failed) = build.place(selection.plan(), &done);
     summary.errors += failed.len();
@@ -131,6 +132,7 @@ fn run_build(cfg: &Config) -> anyhow::Result<ExitCode> {
     bundle.moved(selection.plan(), &plan);
     let reporter = report::github::for_run(cfg, &plan)?;
     say(reporter.as_ref(), &build.selection().remarks);
+    say(reporter.as_ref(), &unreported);
     if let Some(digests) = bundle.digests() {
         reporter.digests(digests);
     }

@@ -620,6 +620,26 @@ impl BuildSelection {
         Ok(jobs)
     }
 
+    /// The expected files (in selection order, with their kind and target) that are not among
+    /// `reported`: what a successful build should have written but cargo never named.
+    pub fn unreported<'s>(
+        &'s self,
+        reported: &'s std::collections::HashSet<PathBuf>,
+    ) -> impl Iterator<Item = (&'s Path, Kind, &'s str, &'s str)> + 's {
+        self.order
+            .iter()
+            .filter(|src| !reported.contains(*src))
+            .map(|src| {
+                let st = &self.expected[src];
+                (
+                    src.as_path(),
+                    st.kind,
+                    st.target.as_str(),
+                    st.package.as_str(),
+                )
+            })
+    }
+
     /// A plan of every expected file, as far as the target dir has it now (`--dry-run`: what a
     /// build would stage; a file not built yet shows with size 0), and the PATTERN files.
     pub fn expected_plan(&self, out_dir: PathBuf) -> Result<Plan, PlanError> {

@@ -25,7 +25,13 @@ fn private() -> (tempfile::TempDir, PathBuf) {
 
 /// `cargo fastcp <args>` in `dir`, cargo offline.
 fn fastcp<S: AsRef<OsStr>>(dir: &Path, args: &[S]) -> Run {
+    fastcp_with(dir, &[], args)
+}
+
+/// [`fastcp`] with `env` set.
+fn fastcp_with<S: AsRef<OsStr>>(dir: &Path, env: &[(&str, &OsStr)], args: &[S]) -> Run {
     let mut cmd = assert_cmd::Command::new(BIN);
+    cmd.envs(env.iter().copied());
     cmd.current_dir(dir)
         .env("NO_COLOR", "1")
         .env("CARGO_NET_OFFLINE", "true")
@@ -180,4 +186,47 @@ fn the_readme_quick_start_builds_and_stages_the_demo_workspace() {
     ])
     .success();
     common::assert_demo_quick_start(&env, &out);
+}
+
+#[test]
+fn an_expected_artifact_cargo_never_reports_fails_the_run_and_places_nothing() {
+    let (tmp, ws) = private();
+    let out = tmp.path().join("dist");
+    // Without split debug info no `.dwp` is written or reported: said, as without --build.
+    fastcp(&ws, &["--build", "--debug-files", "-o", &s(&out)])
+        .success()
+        .stderr_has("warning: no debug info file")
+        .stderr_has("app.dwp");
+    assert_tree(&out, &["app", "libplugin.so"]);
+
+    // The real cargo, behind a wrapper that drops `--features`: the build succeeds without the
+    // feature-gated bin the selection expects, as when a naming rule or a feature resolution
+    // disagrees with cargo's. Staging the rest and exiting 0 would ship an incomplete bundle.
+    let wrapper = tmp.path().join("cargo-without-features");
+    fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nskip=0\nfor a do\n  shift\n  if [ $skip = 1 ]; then skip=0; continue; fi\n  \
+             if [ \"$a\" = --features ]; then skip=1; continue; fi\n  set -- \"$@\" \"$a\"\ndone\n\
+             exec '{}' \"$@\"\n",
+            common::real_cargo().display()
+        ),
+    )
+    .unwrap();
+    common::set_mode(&wrapper, 0o755);
+    let args = ["--build", "--features", "extra", "-o", &s(&out)];
+    fastcp_with(&ws, &[("CARGO", wrapper.as_os_str())], &args)
+        .code(2)
+        .stderr_has("succeeded but never reported")
+        .stderr_has(&format!(
+            "{} (target `extra` of package `app`)",
+            ws.join("target/debug/extra").display()
+        ))
+        .stderr_has("nothing was copied");
+    assert_tree(&out, &["app", "libplugin.so"]);
+    assert_eq!(
+        entries(tmp.path()),
+        ["cargo-without-features", "dist", "ws"],
+        "no staging dir is left"
+    );
 }

@@ -9,6 +9,7 @@
 //! file, atomic, no bytes). A failed or interrupted build removes the hidden directory and the
 //! out-dir is as it was. Renaming needs one file system, which a sibling of the out-dir gives
 //! and the target dir need not.
+use std::collections::HashSet;
 use std::ffi::OsString;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
@@ -20,7 +21,7 @@ use cargo_metadata::Message;
 use crate::config::{Color, Config, Output};
 use crate::engine::{Event, EventSink};
 use crate::error::{CopyError, PlanError};
-use crate::plan::{Feed, Job, Op, Plan, Publisher};
+use crate::plan::{Feed, Job, Kind, Op, Plan, Publisher, Remark};
 use crate::select::{build_selection, BuildSelection};
 
 /// `cargo build` did not succeed (or did not run): the run exits with cargo's status.
@@ -54,6 +55,8 @@ pub struct CargoBuild {
     staging: PathBuf,
     out_dir: PathBuf,
     status: Mutex<Option<ExitStatus>>,
+    /// Every file cargo's `compiler-artifact` messages named.
+    reported: Mutex<HashSet<PathBuf>>,
 }
 
 impl CargoBuild {
@@ -74,6 +77,7 @@ impl CargoBuild {
             staging,
             out_dir,
             status: Mutex::new(None),
+            reported: Mutex::default(),
         })
     }
 
@@ -110,6 +114,38 @@ impl CargoBuild {
                 status,
             }),
         }
+    }
+
+    /// After a successful build, the files the selection expected that cargo never reported.
+    /// Debug info exists only as the profile makes it: a warning, as without `--build`. Any
+    /// other file means cargo did not build what the selection promised (a naming rule or a
+    /// feature resolution that disagrees with cargo's): the run fails rather than place an
+    /// incomplete bundle.
+    pub fn unreported(&self) -> Result<Vec<Remark>, PlanError> {
+        let reported = self.reported.lock().unwrap_or_else(|p| p.into_inner());
+        let mut warnings = Vec::new();
+        let mut missing = Vec::new();
+        for (file, kind, target, package) in self.selection.unreported(&reported) {
+            if kind == Kind::DebugInfo {
+                warnings.push(Remark::Warning(format!(
+                    "no debug info file {}",
+                    file.display()
+                )));
+            } else {
+                missing.push(format!(
+                    "{} (target `{target}` of package `{package}`)",
+                    file.display()
+                ));
+            }
+        }
+        if missing.is_empty() {
+            return Ok(warnings);
+        }
+        Err(PlanError::Build(format!(
+            "`{}` succeeded but never reported {}",
+            self.command_line(),
+            missing.join(", ")
+        )))
     }
 
     /// Moves the jobs of `staged` that the engine finished (`done[i]`) from the staging
@@ -271,6 +307,10 @@ impl Feed for &CargoBuild {
                 .iter()
                 .map(|f| f.clone().into_std_path_buf())
                 .collect();
+            self.reported
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(files.iter().cloned());
             match self.selection.jobs(&artifact.target.name, &files) {
                 Ok(jobs) => {
                     for job in jobs {
