@@ -204,6 +204,9 @@ struct Human<'p> {
     /// Files not started because the destination was full: said once, with the count, at the
     /// end (JSON still has a line per file).
     not_started_full: AtomicU64,
+    /// Errors already printed: one cause shared by many files (a directory that cannot be made)
+    /// is said once, as cargo says a repeated diagnostic once (JSON still has a line per file).
+    said: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl<'p> Human<'p> {
@@ -218,7 +221,43 @@ impl<'p> Human<'p> {
             failed_other: AtomicU64::new(0),
             extras: Extras::default(),
             not_started_full: AtomicU64::new(0),
+            said: Default::default(),
         }
+    }
+
+    /// `error: <text>`, unless the same text was said already.
+    fn error(&self, text: String) {
+        let new = self
+            .said
+            .lock()
+            .map_or(true, |mut said| said.insert(text.clone()));
+        if new {
+            self.eprint(&styled(Level::Error, &text));
+        }
+    }
+
+    /// `3 of 60 files failed`, `and 1 directory` when one failed too (files count as files).
+    fn failure_count(&self) -> Option<String> {
+        let files = self.failed_files.load(Ordering::Relaxed);
+        let other = self.failed_other.load(Ordering::Relaxed) as usize;
+        let dirs = match other {
+            0 => String::new(),
+            1 => "1 directory".to_string(),
+            n => format!("{n} directories"),
+        };
+        if files == 0 {
+            return (other > 0).then(|| format!("{dirs} failed"));
+        }
+        let total = self.plan.file_count();
+        let also = if other > 0 {
+            format!(", and {dirs}")
+        } else {
+            String::new()
+        };
+        Some(format!(
+            "{files} of {total} file{} failed{also}",
+            plural(total)
+        ))
     }
 
     fn eprint(&self, line: &str) {
@@ -272,11 +311,11 @@ impl EventSink for Human<'_> {
                     self.not_started_full.fetch_add(1, Ordering::Relaxed);
                     return;
                 }
-                self.eprint(&styled(Level::Error, &error.to_string()));
+                self.error(error.to_string());
             }
             Event::Unwalked { error } | Event::DirSyncFailed { error } => {
                 self.failed_other.fetch_add(1, Ordering::Relaxed);
-                self.eprint(&styled(Level::Error, &error.to_string()));
+                self.error(error.to_string());
             }
         }
     }
@@ -577,23 +616,8 @@ impl Reporter for Human<'_> {
             );
             diagnostic(Level::Error, &text);
         }
-        let files = self.failed_files.load(Ordering::Relaxed);
-        if files > 0 {
-            let total = self.plan.file_count();
-            let text = format!("{files} of {total} file{} failed", plural(total));
+        if let Some(text) = self.failure_count() {
             diagnostic(Level::Error, &text);
-        }
-        let other = self.failed_other.load(Ordering::Relaxed) as usize;
-        if other > 0 {
-            let dirs = if other == 1 {
-                "directory"
-            } else {
-                "directories"
-            };
-            diagnostic(
-                Level::Error,
-                &format!("{other} {dirs} failed (each reported above)"),
-            );
         }
         if s.interrupted {
             eprintln!(

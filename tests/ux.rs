@@ -281,6 +281,39 @@ fn failures_count_files_not_directories() {
     assert!(!run.stderr.contains("of 4 files"), "{}", run.stderr);
 }
 
+#[test]
+fn one_cause_for_many_files_is_said_once() {
+    let env = TestEnv::empty();
+    let src = env.scratch().join("src");
+    fs::create_dir_all(src.join("d")).unwrap();
+    for i in 0..5 {
+        fs::write(src.join(format!("d/f{i}")), "x").unwrap();
+    }
+    fs::write(src.join("top"), "t").unwrap();
+    // A file stands where the directory `d` belongs: its five files fail for that one cause.
+    let out = env.out("dist");
+    fs::create_dir_all(&out).unwrap();
+    fs::write(out.join("d"), "squat").unwrap();
+    let args = ["--from", &s(&src), "-o", &s(&out), "**"];
+    let run = env.run(&args);
+    run.code(1)
+        .stderr_has("error: 5 of 6 files failed, and 1 directory\n")
+        .stderr_has("Copied 1 file ");
+    assert_eq!(
+        run.stderr.matches("cannot create directory").count(),
+        1,
+        "{}",
+        run.stderr
+    );
+    // Scripts still get a line per file.
+    let mut json = args.to_vec();
+    json.extend(["--message-format", "json"]);
+    let lines = env.run(&json).json();
+    let failed = lines.iter().filter(|l| l["reason"] == "failed");
+    let files = failed.filter(|l| l["src"].as_str().is_some_and(|p| p.contains("/d/f")));
+    assert_eq!(files.count(), 5, "{lines:#?}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // selection like cargo
 // ---------------------------------------------------------------------------------------------
