@@ -15,28 +15,22 @@ use crate::error::CopyError;
 use crate::plan::Job;
 
 /// Copies one regular file with the OS's own copy (in-kernel where it has one) and places it.
+/// `opened` is the source when the caller already has it open (the router, to probe its
+/// residency); otherwise it is opened here.
 /// `cancelled` is polled between chunks so an interrupt stops a large file promptly.
 /// With `digests`, the file's digest is taken on the way and recorded once it is placed.
 pub fn copy_regular(
     job: &Job,
+    opened: Option<File>,
     staging: Staging,
     cancelled: &dyn Fn() -> bool,
     progress: &dyn Fn(u64),
     digests: Option<&Digests>,
 ) -> Result<(), CopyError> {
-    let src = File::open(&job.src).map_err(|e| CopyError::io("open", &job.src, e))?;
-    copy_opened(src, job, staging, cancelled, progress, digests)
-}
-
-/// `copy_regular` from a source already open (the router opened it to probe its residency).
-pub fn copy_opened(
-    mut src: File,
-    job: &Job,
-    staging: Staging,
-    cancelled: &dyn Fn() -> bool,
-    progress: &dyn Fn(u64),
-    digests: Option<&Digests>,
-) -> Result<(), CopyError> {
+    let mut src = match opened {
+        Some(src) => src,
+        None => File::open(&job.src).map_err(|e| CopyError::io("open", &job.src, e))?,
+    };
     let mut staged = Staged::open(job, staging)?;
     let mut hasher = digests.map(|d| d.algo().hasher());
     let copied = if job.size < SMALL_FILE {

@@ -52,6 +52,7 @@ impl Backend for Portable {
 fn copy_one(job: &Job, ctx: &Ctx<'_>) -> Result<(), CopyError> {
     file::copy_regular(
         job,
+        None,
         ctx.staging,
         &|| ctx.cancelled(),
         &|n| ctx.progress(n),
@@ -71,6 +72,7 @@ fn copy_one(job: &Job, ctx: &Ctx<'_>) -> Result<(), CopyError> {
     if ctx.staging.fsync {
         return file::copy_regular(
             job,
+            None,
             ctx.staging,
             &|| ctx.cancelled(),
             &|n| ctx.progress(n),

@@ -251,6 +251,7 @@ impl Shared<'_, '_> {
                     let res = self.ctx.admit(job).and_then(|()| {
                         file::copy_regular(
                             job,
+                            None,
                             self.ctx.staging,
                             &|| self.ctx.cancelled(),
                             &|n| self.ctx.progress(n),

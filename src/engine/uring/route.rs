@@ -123,23 +123,14 @@ pub fn copy_routed(
                     Decision::Warm(src) => {
                         counts.warm.fetch_add(1, Ordering::Relaxed);
                         let (cancelled, progress) = (|| ctx.cancelled(), |n| ctx.progress(n));
-                        let res = match src {
-                            Some(src) => file::copy_opened(
-                                src,
-                                job,
-                                ctx.staging,
-                                &cancelled,
-                                &progress,
-                                ctx.digests(),
-                            ),
-                            None => file::copy_regular(
-                                job,
-                                ctx.staging,
-                                &cancelled,
-                                &progress,
-                                ctx.digests(),
-                            ),
-                        };
+                        let res = file::copy_regular(
+                            job,
+                            src,
+                            ctx.staging,
+                            &cancelled,
+                            &progress,
+                            ctx.digests(),
+                        );
                         match res {
                             Ok(()) => ctx.done(i),
                             Err(e) => ctx.fail(i, e),
