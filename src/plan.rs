@@ -7,6 +7,7 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
+use crate::config::CrateKind;
 use crate::error::PlanError;
 
 mod feed;
@@ -14,17 +15,11 @@ mod jobs;
 pub use feed::{Feed, Publisher, Selection, FIRST_CHUNK};
 pub use jobs::Jobs;
 
-/// What a job is, as users see it (`kind` in JSON).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
+/// What a job is, as users see it (`kind` in JSON: the crate kind's cargo name for an artifact).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
-    Bin,
-    Example,
-    Cdylib,
-    Staticlib,
-    Dylib,
-    Rlib,
-    ProcMacro,
+    /// A file cargo builds for a target of this crate kind.
+    Artifact(CrateKind),
     DebugInfo,
     File,
     Symlink,
@@ -34,18 +29,18 @@ pub enum Kind {
 impl Kind {
     pub fn as_str(self) -> &'static str {
         match self {
-            Kind::Bin => "bin",
-            Kind::Example => "example",
-            Kind::Cdylib => "cdylib",
-            Kind::Staticlib => "staticlib",
-            Kind::Dylib => "dylib",
-            Kind::Rlib => "rlib",
-            Kind::ProcMacro => "proc-macro",
+            Kind::Artifact(ck) => ck.as_str(),
             Kind::DebugInfo => "debug-info",
             Kind::File => "file",
             Kind::Symlink => "symlink",
             Kind::Dir => "dir",
         }
+    }
+}
+
+impl Serialize for Kind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
     }
 }
 

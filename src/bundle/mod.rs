@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use std::sync::Arc;
 
-use crate::config::Config;
+use crate::config::{Config, CrateKind};
 use crate::engine::{EventSink, Summary};
 use crate::error::CopyError;
 use crate::plan::{Job, Kind, Op, Plan, Selection};
@@ -340,7 +340,7 @@ fn identity(meta: &cargo_metadata::Metadata, plan: &Plan) -> (Option<String>, Op
     let first_bin = plan
         .jobs
         .iter()
-        .find(|j| j.kind == Kind::Bin && j.package.is_some());
+        .find(|j| j.kind == Kind::Artifact(CrateKind::Bin) && j.package.is_some());
     if let Some(bin) = first_bin {
         let file = bin
             .dst

@@ -51,14 +51,10 @@ impl Platform {
     /// File names cargo writes for one crate kind of one target, with the kind each file counts as.
     pub fn files(self, ck: CrateKind, name: &str, debug_files: bool) -> Vec<(String, Kind)> {
         let lib = name.replace('-', "_");
+        let kind = Kind::Artifact(ck);
         let mut v = Vec::new();
         match ck {
             CrateKind::Bin | CrateKind::Example => {
-                let kind = if ck == CrateKind::Bin {
-                    Kind::Bin
-                } else {
-                    Kind::Example
-                };
                 match self {
                     Platform::Msvc | Platform::WinGnu => v.push((format!("{name}.exe"), kind)),
                     Platform::Wasm => v.push((format!("{name}.wasm"), kind)),
@@ -75,11 +71,6 @@ impl Platform {
                 }
             }
             CrateKind::Cdylib | CrateKind::Dylib => {
-                let kind = if ck == CrateKind::Cdylib {
-                    Kind::Cdylib
-                } else {
-                    Kind::Dylib
-                };
                 match self {
                     Platform::Unix => v.push((format!("lib{lib}.so"), kind)),
                     Platform::Apple => v.push((format!("lib{lib}.dylib"), kind)),
@@ -105,10 +96,10 @@ impl Platform {
                 }
             }
             CrateKind::Staticlib => match self {
-                Platform::Msvc => v.push((format!("{lib}.lib"), Kind::Staticlib)),
-                _ => v.push((format!("lib{lib}.a"), Kind::Staticlib)),
+                Platform::Msvc => v.push((format!("{lib}.lib"), kind)),
+                _ => v.push((format!("lib{lib}.a"), kind)),
             },
-            CrateKind::Rlib => v.push((format!("lib{lib}.rlib"), Kind::Rlib)),
+            CrateKind::Rlib => v.push((format!("lib{lib}.rlib"), kind)),
             CrateKind::ProcMacro => {
                 // Proc-macros always build for the host.
                 let host = Platform::host();
@@ -117,7 +108,7 @@ impl Platform {
                     Platform::Msvc | Platform::WinGnu => format!("{lib}.dll"),
                     _ => format!("lib{lib}.so"),
                 };
-                v.push((file, Kind::ProcMacro));
+                v.push((file, kind));
             }
         }
         v
