@@ -212,14 +212,20 @@ fn archives_hold_one_leading_directory_owner_zero_and_exec_bits() {
 }
 
 #[test]
-fn archives_are_byte_identical_across_runs_with_source_date_epoch() {
+fn archives_are_byte_identical_across_runs_with_and_without_source_date_epoch() {
     let env = TestEnv::built_only(Fixture::Single, &["release"]);
     let name = default_name();
     let formats = ["tar.gz", "tar.xz", "zip"];
-    let bundle = |out: &Path| -> Vec<Vec<u8>> {
+    // With `--checksums` the archives hold SHA256SUMS too, a file each run writes anew.
+    let bundle_with = |out: &Path, epoch: Option<&str>| -> Vec<Vec<u8>> {
         let mut cmd = env.fastcp();
-        cmd.env("SOURCE_DATE_EPOCH", "1700000000");
-        let args = stage_args(out, &ALL_ARCHIVES);
+        match epoch {
+            Some(e) => cmd.env("SOURCE_DATE_EPOCH", e),
+            None => cmd.env_remove("SOURCE_DATE_EPOCH"),
+        };
+        let mut extra = ALL_ARCHIVES.to_vec();
+        extra.extend(["--checksums", "sha256"]);
+        let args = stage_args(out, &extra);
         cmd.args(&args);
         Run::from_cmd(&mut cmd, &args).success();
         formats
@@ -227,6 +233,7 @@ fn archives_are_byte_identical_across_runs_with_source_date_epoch() {
             .map(|ext| fs::read(out.join(format!("{name}.{ext}"))).unwrap())
             .collect()
     };
+    let bundle = |out: &Path| bundle_with(out, Some("1700000000"));
     let first = bundle(&env.out("one"));
     // A different out-dir, made later: nothing of the run may reach the bytes.
     std::thread::sleep(std::time::Duration::from_millis(1100));
@@ -246,6 +253,19 @@ fn archives_are_byte_identical_across_runs_with_source_date_epoch() {
         assert!(
             l.contains("2023-11-14 22:13"),
             "mtime from SOURCE_DATE_EPOCH: {l}"
+        );
+    }
+
+    // Without SOURCE_DATE_EPOCH every entry keeps its file's own mtime, the checksums file
+    // included (the newest of the files it lists), so two runs still agree.
+    let own = [bundle_with(&env.out("own1"), None), {
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        bundle_with(&env.out("own2"), None)
+    }];
+    for (i, ext) in formats.iter().enumerate() {
+        assert!(
+            own[0][i] == own[1][i],
+            "{ext} without SOURCE_DATE_EPOCH: two runs gave different bytes"
         );
     }
 

@@ -515,8 +515,23 @@ impl Bundle {
                 lines.push((rel, hex));
             }
             let path = self.out_dir.join(algo.sums_file());
-            checksums::write_atomic(&path, &checksums::sums_text(lines))
-                .map_err(|e| BundleError::io(&path, e))?;
+            // The newest mtime of the files it lists, not the time of the run: an archive
+            // holding it is then as reproducible as one of those files alone.
+            let newest = jobs
+                .iter()
+                .filter(|j| matches!(j.op, Op::Copy | Op::Hardlink { .. }))
+                .filter_map(|j| j.mtime)
+                .max();
+            let text = checksums::sums_text(lines);
+            checksums::write_atomic_with(&path, |f| {
+                use std::io::Write;
+                f.write_all(&text)?;
+                match newest {
+                    Some(t) => f.set_times(std::fs::FileTimes::new().set_modified(t)),
+                    None => Ok(()),
+                }
+            })
+            .map_err(|e| BundleError::io(&path, e))?;
             members.push(archive::Member {
                 rel: algo.sums_file().as_bytes().to_vec(),
                 path: path.clone(),
