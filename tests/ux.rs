@@ -407,6 +407,35 @@ fn colour_follows_the_color_flag_then_cargo_term_color() {
     assert!(!out.exists());
 }
 
+#[test]
+fn a_warning_is_yellow_when_colour_is_on() {
+    // Built here: the dep-info of a copied build names the template's sources, not these.
+    let env = TestEnv::fixture(Fixture::Single);
+    env.build(&["--release"]);
+    // A source newer than the binary built from it: the stale-artifact warning.
+    set_mtime(&env.path("src/main.rs"), 4_000_000_000, 0);
+    let yellow = "\x1b[1m\x1b[33mwarning:\x1b[0m";
+    let cases = [
+        (Some("always"), "never", true),
+        (Some("never"), "always", false),
+        (None, "always", true),
+        (None, "never", false),
+    ];
+    for (i, (flag, term, coloured)) in cases.into_iter().enumerate() {
+        let out = s(&env.out(&format!("dist{i}")));
+        let mut args = vec!["--release", "-o", &out];
+        if let Some(f) = flag {
+            args.extend(["--color", f]);
+        }
+        let run = run_with_term_color(&env, term, &args);
+        run.success().stderr_has("is older than");
+        let what = format!("{args:?} with CARGO_TERM_COLOR={term}: {:?}", run.stderr);
+        let warning = if coloured { yellow } else { "warning:" };
+        assert!(run.stderr.starts_with(warning), "{what}");
+        assert_eq!(run.stderr.contains('\x1b'), coloured, "{what}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // errors with help, as cargo gives them
 // ---------------------------------------------------------------------------------------------
