@@ -274,6 +274,38 @@ fn the_build_target_comes_from_cargo_config_env_and_config_flag() {
 }
 
 #[test]
+fn the_target_dir_comes_from_cargo_config_env_and_config_flag() {
+    // An unbuilt copy whose configuration points at the built template's target dir.
+    let (tmp, ws) = private();
+    let target = template().join("target");
+    let debug = target.join("debug");
+    let quoted = format!("{:?}", s(&target));
+    let out = out_of(&tmp, "env");
+    fastcp(
+        &ws,
+        &[("CARGO_BUILD_TARGET_DIR", &s(&target))],
+        &["-o", &s(&out)],
+    )
+    .success();
+    assert_tree(&out, &["app", "libplugin.so"]);
+    assert_copies(&debug, &out, &["app", "libplugin.so"]);
+
+    let out = out_of(&tmp, "flag");
+    let flag = format!("build.target-dir={quoted}");
+    fastcp(&ws, &[], &["--config", &flag, "-o", &s(&out)]).success();
+    assert_copies(&debug, &out, &["app", "libplugin.so"]);
+
+    let config = ws.join(".cargo/config.toml");
+    let mut text = fs::read_to_string(&config).unwrap();
+    text.push_str(&format!("\n[build]\ntarget-dir = {quoted}\n"));
+    fs::write(&config, text).unwrap();
+    let out = out_of(&tmp, "config");
+    fastcp(&ws, &[], &["-o", &s(&out)]).success();
+    assert_copies(&debug, &out, &["app", "libplugin.so"]);
+    assert_not_exists(&ws.join("target"));
+}
+
+#[test]
 fn an_artifact_older_than_its_sources_is_said_and_refused_with_require_fresh() {
     let (tmp, ws) = private();
     cargo_build(&ws, &[] as &[&str]);
