@@ -26,8 +26,10 @@ pub fn enabled(pkg: &Package, flags: FeatureFlags<'_>) -> BTreeSet<String> {
     for f in flags.features {
         match f.split_once('/') {
             Some((p, feat)) if p == pkg.name.as_str() => todo.push(feat.to_string()),
-            // `dep/feat` enables the optional dependency `dep` (its implicit feature) too.
-            Some((dep, _)) => todo.push(dep.trim_end_matches('?').to_string()),
+            // `dep/feat` enables the optional dependency `dep` (its implicit feature) too;
+            // `dep?/feat` does not, on the command line as in a manifest.
+            Some((dep, _)) if !dep.ends_with('?') => todo.push(dep.to_string()),
+            Some(_) => {}
             None => todo.push(f.clone()),
         }
     }
@@ -106,6 +108,12 @@ mod tests {
         );
         assert_eq!(on(&p, &["app/extra"], false, true), ["extra", "fast"]);
         assert_eq!(on(&p, &["other/extra"], false, true), Vec::<String>::new());
+        assert_eq!(on(&p, &["serde/std"], false, true), ["serde"]);
+        assert_eq!(
+            on(&p, &["serde?/std"], false, true),
+            Vec::<String>::new(),
+            "a weak dependency feature does not enable the dependency"
+        );
         assert_eq!(on(&p, &[], true, true).len(), 6);
     }
 }
