@@ -212,6 +212,28 @@ fn progress_streamed(cols: u16) {
         frames[0].contains("found ") || frames[0].contains('+'),
         "the first frame of a streamed copy is a counter: {frames:#?}"
     );
+    // With room, the counter says it all: a spinner, files and bytes found and copied, elapsed.
+    if cols >= 100 {
+        let f = &frames[0];
+        let words = [
+            "Copying ",
+            " found ",
+            " files (",
+            ") so far, copied ",
+            " files (",
+        ];
+        let mut at = 0;
+        for w in words {
+            at += f[at..]
+                .find(w)
+                .unwrap_or_else(|| panic!("{w:?} missing in {f:?}"));
+        }
+        let elapsed = f.rsplit(", ").next().unwrap_or_default();
+        assert!(
+            elapsed.ends_with('s') && elapsed[..elapsed.len() - 1].parse::<u64>().is_ok(),
+            "no elapsed time at the end of {f:?}"
+        );
+    }
 }
 
 fn progress_planned(cols: u16) {
