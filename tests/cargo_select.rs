@@ -100,6 +100,14 @@ fn cargo_with_env(dir: &Path, env: &[(&str, &str)], args: &[&str]) {
     );
 }
 
+/// Appends `[build]` with `line` to the workspace's `.cargo/config.toml`.
+fn add_build_config(ws: &Path, line: &str) {
+    let config = ws.join(".cargo/config.toml");
+    let mut text = fs::read_to_string(&config).unwrap();
+    text.push_str(&format!("\n[build]\n{line}\n"));
+    fs::write(&config, text).unwrap();
+}
+
 fn out_of(tmp: &tempfile::TempDir, name: &str) -> PathBuf {
     tmp.path().join("out").join(name)
 }
@@ -240,10 +248,7 @@ fn the_build_target_comes_from_cargo_config_env_and_config_flag() {
     fastcp(&ws, &[], &["--config", &flag, "-o", &s(&out)]).success();
     assert_copies(&triple_dir, &out, &["app", "libplugin.so"]);
 
-    let config = ws.join(".cargo/config.toml");
-    let mut text = fs::read_to_string(&config).unwrap();
-    text.push_str(&format!("\n[build]\ntarget = [\"{host}\"]\n"));
-    fs::write(&config, text).unwrap();
+    add_build_config(&ws, &format!("target = [\"{host}\"]"));
     // Config files are read from the working directory upward, as cargo reads them (and in a
     // member's directory, cargo selects that member).
     let out = out_of(&tmp, "config");
@@ -275,33 +280,35 @@ fn the_build_target_comes_from_cargo_config_env_and_config_flag() {
 
 #[test]
 fn the_target_dir_comes_from_cargo_config_env_and_config_flag() {
-    // An unbuilt copy whose configuration points at the built template's target dir.
+    // An unbuilt copy whose configuration points at the built template's target dir: by the
+    // environment, by --config, then by its own .cargo/config.toml.
     let (tmp, ws) = private();
-    let target = template().join("target");
-    let debug = target.join("debug");
-    let quoted = format!("{:?}", s(&target));
-    let out = out_of(&tmp, "env");
-    fastcp(
-        &ws,
-        &[("CARGO_BUILD_TARGET_DIR", &s(&target))],
-        &["-o", &s(&out)],
-    )
-    .success();
-    assert_tree(&out, &["app", "libplugin.so"]);
-    assert_copies(&debug, &out, &["app", "libplugin.so"]);
-
-    let out = out_of(&tmp, "flag");
+    let target = s(&template().join("target"));
+    let quoted = format!("{target:?}");
     let flag = format!("build.target-dir={quoted}");
-    fastcp(&ws, &[], &["--config", &flag, "-o", &s(&out)]).success();
-    assert_copies(&debug, &out, &["app", "libplugin.so"]);
-
-    let config = ws.join(".cargo/config.toml");
-    let mut text = fs::read_to_string(&config).unwrap();
-    text.push_str(&format!("\n[build]\ntarget-dir = {quoted}\n"));
-    fs::write(&config, text).unwrap();
-    let out = out_of(&tmp, "config");
-    fastcp(&ws, &[], &["-o", &s(&out)]).success();
-    assert_copies(&debug, &out, &["app", "libplugin.so"]);
+    let cases = [
+        (
+            "env",
+            Some(("CARGO_BUILD_TARGET_DIR", target.as_str())),
+            None,
+        ),
+        ("flag", None, Some(flag.as_str())),
+        ("config", None, None),
+    ];
+    for (name, env, config_flag) in cases {
+        if name == "config" {
+            add_build_config(&ws, &format!("target-dir = {quoted}"));
+        }
+        let out = out_of(&tmp, name);
+        let mut args = vec!["-o".to_string(), s(&out)];
+        if let Some(f) = config_flag {
+            args.extend(["--config".to_string(), f.to_string()]);
+        }
+        fastcp(&ws, env.as_slice(), &args).success();
+        assert_tree(&out, &["app", "libplugin.so"]);
+        let debug = template().join("target/debug");
+        assert_copies(&debug, &out, &["app", "libplugin.so"]);
+    }
     assert_not_exists(&ws.join("target"));
 }
 
