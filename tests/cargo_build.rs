@@ -230,3 +230,20 @@ fn an_expected_artifact_cargo_never_reports_fails_the_run_and_places_nothing() {
         "no staging dir is left"
     );
 }
+
+#[test]
+fn a_selection_error_stops_the_run_before_cargo_builds_anything() {
+    let (tmp, ws) = private();
+    let out = tmp.path().join("dist");
+    // Two members with a bin `app`: refused from cargo metadata, naming both sources.
+    fastcp(&ws, &["--build", "--workspace", "-o", &s(&out)])
+        .code(2)
+        .stderr_has("bin `app` of package `app`")
+        .stderr_has("bin `app` of package `other`");
+    // A bin whose required features are off, asked for by name: the error names them.
+    fastcp(&ws, &["--build", "--bin", "extra", "-o", &s(&out)])
+        .code(2)
+        .stderr_has("requires the features extra");
+    assert!(!ws.join("target").exists(), "cargo built something");
+    assert_eq!(entries(tmp.path()), ["ws"], "nothing was written");
+}
