@@ -33,7 +33,10 @@ use yaml_rust2::{Yaml, YamlLoader};
 
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
 const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The workflow the harness's job runs in: annotations without a file of their own point at it.
 const WORKFLOW_FILE: &str = ".github/workflows/release.yml";
+/// The workflow that builds and uploads the release assets.
+const RELEASE_WORKFLOW: &str = ".github/workflows/release.yml";
 
 // ------------------------------------------------------------------------------------------
 // action.yml, as the runner reads it
@@ -189,6 +192,11 @@ fn eval_expr(expr: &str, cx: &ExprContext<'_>) -> String {
 }
 
 fn eval_template(text: &str, cx: &ExprContext<'_>) -> String {
+    expand_expressions(text, &|expr| eval_expr(expr, cx))
+}
+
+/// `text` with every `${{ … }}` replaced by what `eval` makes of the expression inside.
+fn expand_expressions(text: &str, eval: &dyn Fn(&str) -> String) -> String {
     let mut out = String::new();
     let mut rest = text;
     while let Some(start) = rest.find("${{") {
@@ -196,7 +204,7 @@ fn eval_template(text: &str, cx: &ExprContext<'_>) -> String {
         let end = rest[start..]
             .find("}}")
             .unwrap_or_else(|| panic!("unterminated expression in `{text}`"));
-        out.push_str(&eval_expr(&rest[start + 3..start + end], cx));
+        out.push_str(&eval(&rest[start + 3..start + end]));
         rest = &rest[start + end + 2..];
     }
     out.push_str(rest);
@@ -1596,52 +1604,154 @@ fn the_summary_table_is_capped_and_the_manifest_lists_everything() {
 /// The asset the action downloads on the harness's runner (Linux, X64).
 const TARGET: &str = "x86_64-unknown-linux-musl";
 
+/// The asset a Windows X64 runner downloads.
+const WINDOWS_TARGET: &str = "x86_64-pc-windows-msvc";
+
 fn asset_name() -> String {
-    format!("cargo-fastcp-{VERSION}-{TARGET}.tar.gz")
+    asset_for(TARGET)
+}
+
+/// The release asset of `target`: a zip on Windows, a gzipped tarball elsewhere.
+fn asset_for(target: &str) -> String {
+    let ext = if target.contains("-windows-") {
+        "zip"
+    } else {
+        "tar.gz"
+    };
+    format!("cargo-fastcp-{VERSION}-{target}.{ext}")
 }
 
 /// A release directory laid out like GitHub's release downloads, `v<version>/<asset>` and
-/// `v<version>/<asset>.sha256`, made by the project's own staging command from this build's
-/// binary (`cargo fastcp --archive`, as .github/workflows/release.yml does): once per test binary.
+/// `v<version>/<asset>.sha256`, for the Linux X64 and Windows X64 runners: each made by running
+/// .github/workflows/release.yml's own staging step on [`shipped_bin`]. Once per test binary.
 fn release_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join("action-release");
         let _ = fs::remove_dir_all(&base);
-        let stem = format!("cargo-fastcp-{VERSION}-{TARGET}");
+        fs::create_dir_all(&base).unwrap();
+        // The release profile strips what ships (`strip = true`); a test build carries full
+        // debug info (about 90 MB), and compressing that twice took minutes under load.
+        let shipped = base.join("cargo-fastcp");
+        let out = Command::new("strip")
+            .arg("-o")
+            .arg(&shipped)
+            .arg(BIN)
+            .output()
+            .unwrap_or_else(|e| panic!("run strip (binutils, as the linker cargo uses): {e}"));
+        assert!(out.status.success(), "strip {BIN}: {out:?}");
         let release = base.join("release");
         let assets = release.join(format!("v{VERSION}"));
-        let bin = Path::new(BIN);
-        let out = Command::new(BIN)
-            .arg("fastcp")
-            .arg("--from")
-            .arg(bin.parent().unwrap())
-            .arg("--out-dir")
-            .arg(base.join("stage").join(&stem))
-            .args([
-                "--archive",
-                "tar.gz",
-                "--archive-name",
-                &stem,
-                "--archive-dir",
-            ])
-            .arg(&assets)
-            .arg(bin.file_name().unwrap())
-            .output()
-            .expect("run cargo-fastcp");
-        assert!(
-            out.status.success(),
-            "cargo fastcp --archive: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let mut made: Vec<String> = fs::read_dir(&assets)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        made.sort();
-        assert_eq!(made, [asset_name(), format!("{}.sha256", asset_name())]);
+        fs::create_dir_all(&assets).unwrap();
+        for target in [TARGET, WINDOWS_TARGET] {
+            let dist = stage_like_the_release_workflow(&base.join(target), target, &shipped);
+            let mut made: Vec<String> = fs::read_dir(&dist)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect();
+            made.sort();
+            let asset = asset_for(target);
+            assert_eq!(made, [asset.clone(), format!("{asset}.sha256")], "{target}");
+            for name in made {
+                fs::rename(dist.join(&name), assets.join(&name)).unwrap();
+            }
+        }
         release
     })
+}
+
+/// The binary the release assets hold: this build's, stripped as the release profile strips.
+fn shipped_bin() -> PathBuf {
+    release_dir().parent().unwrap().join("cargo-fastcp")
+}
+
+/// Runs the "Stage the release with cargo fastcp" step of .github/workflows/release.yml the way
+/// the runner does (`bash -eo pipefail`, its `env:` evaluated for the matrix entry of `target`) in
+/// `dir`: a checkout of this package (its Cargo.toml, a git commit for SOURCE_DATE_EPOCH) whose
+/// `target/<target>/release/` holds `bin`, as the Build step leaves it. Returns the directory the
+/// step put the assets in (`dist`).
+fn stage_like_the_release_workflow(dir: &Path, target: &str, bin: &Path) -> PathBuf {
+    let text = fs::read_to_string(Path::new(REPO).join(RELEASE_WORKFLOW)).unwrap();
+    let wf = &YamlLoader::load_from_str(&text).unwrap()[0];
+    let build = &wf["jobs"]["build"];
+    let entry = build["strategy"]["matrix"]["include"]
+        .as_vec()
+        .expect("a matrix include list")
+        .iter()
+        .find(|e| e["target"].as_str() == Some(target))
+        .unwrap_or_else(|| panic!("release.yml builds no {target}"));
+    let step = build["steps"]
+        .as_vec()
+        .expect("build steps")
+        .iter()
+        .find(|s| s["name"].as_str() == Some("Stage the release with cargo fastcp"))
+        .expect("release.yml has the staging step");
+    assert_eq!(step["shell"].as_str(), Some("bash"));
+    assert_eq!(
+        entry["native"].as_bool(),
+        Some(true),
+        "{target}: staged by its own build"
+    );
+    let windows = target.contains("-windows-");
+
+    fs::create_dir_all(dir.join("src")).unwrap();
+    fs::copy(Path::new(REPO).join("Cargo.toml"), dir.join("Cargo.toml")).unwrap();
+    for f in ["src/main.rs", "src/lib.rs"] {
+        fs::write(dir.join(f), "").unwrap();
+    }
+    let exe = if windows { ".exe" } else { "" };
+    let built = dir.join(format!("target/{target}/release/cargo-fastcp{exe}"));
+    fs::create_dir_all(built.parent().unwrap()).unwrap();
+    fs::copy(bin, &built).unwrap();
+    for args in [
+        &["init", "-q"][..],
+        &["add", "Cargo.toml"],
+        &["commit", "-q", "-m", "release"],
+    ] {
+        let out = Command::new("git")
+            .args([
+                "-c",
+                "user.name=release",
+                "-c",
+                "user.email=release@localhost",
+            ])
+            .args(["-c", "commit.gpgsign=false"])
+            .args(args)
+            .current_dir(dir)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .output()
+            .expect("run git");
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+    }
+
+    let mut cmd = Command::new("bash");
+    cmd.args(["--noprofile", "--norc", "-eo", "pipefail", "-c"])
+        .arg(step["run"].as_str().expect("a run script"))
+        .current_dir(dir)
+        .env_remove("CARGO_TARGET_DIR")
+        .env("RUNNER_OS", if windows { "Windows" } else { "Linux" });
+    for (k, v) in step["env"].as_hash().expect("the step's env") {
+        let value = expand_expressions(&scalar(v, "env value"), &|expr| match expr
+            .trim()
+            .split('.')
+            .collect::<Vec<_>>()
+            .as_slice()
+        {
+            ["matrix", field] => scalar(&entry[*field], field),
+            ["steps", "version", "outputs", "version"] => VERSION.to_owned(),
+            _ => panic!("the test does not support `{expr}` in release.yml"),
+        });
+        cmd.env(key(k), value);
+    }
+    let out = cmd.output().expect("run bash");
+    assert!(
+        out.status.success(),
+        "release.yml's staging step for {target}:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir.join("dist")
 }
 
 /// A tiny HTTP/1.1 file server on 127.0.0.1 (a free port) serving `root`; it records every
@@ -1764,7 +1874,7 @@ fn installs_the_verified_release_binary_and_stages_with_it() {
     assert_eq!(r.step_outputs["install"]["version"], VERSION);
     assert_eq!(
         fs::read(&cached).unwrap(),
-        fs::read(BIN).unwrap(),
+        fs::read(shipped_bin()).unwrap(),
         "the binary from the asset"
     );
     assert!(
@@ -1803,6 +1913,44 @@ fn installs_the_verified_release_binary_and_stages_with_it() {
     r.assert_ok();
     assert_eq!(r.step_outputs["install"]["source"], "cached");
     assert_eq!(server.requests().len(), 2);
+}
+
+/// On Windows the action installs the `.zip` asset's `cargo-fastcp.exe` and runs it. Git Bash's
+/// `cygpath` converts between `C:\…` and `/c/…`; here every path is already POSIX, so a stand-in
+/// that returns its path unchanged lets the Windows branch run on this machine, with the real
+/// zip the release workflow's staging step makes, the real `unzip` and the real binary.
+#[test]
+fn on_windows_the_zip_asset_is_installed_and_run() {
+    let mut sb = Sandbox::new(false);
+    write_executable(
+        &sb.fake_bin.join("cygpath"),
+        "#!/bin/sh\nfor a in \"$@\"; do last=$a; done\nprintf '%s\\n' \"$last\"\n",
+    );
+    sb.job_env = vec![("RUNNER_OS".into(), "Windows".into())];
+    let server = ReleaseServer::start(release_dir());
+    let r = sb.run(&[
+        ("out-dir", "dist"),
+        ("patterns", "README.md"),
+        ("profile", ""),
+        ("release-base-url", &server.url),
+    ]);
+    r.assert_ok();
+    let asset = format!("/v{VERSION}/{}", asset_for(WINDOWS_TARGET));
+    assert_eq!(server.requests(), [format!("{asset}.sha256"), asset]);
+    assert_eq!(
+        r.step_outputs["install"]["source"],
+        "release",
+        "{}",
+        r.log()
+    );
+    let exe = sb
+        .tool_cache
+        .join(format!("cargo-fastcp/{VERSION}/x64/bin/cargo-fastcp.exe"));
+    assert_eq!(r.step_outputs["install"]["bin"], exe.to_str().unwrap());
+    assert_eq!(fs::read(&exe).unwrap(), fs::read(shipped_bin()).unwrap());
+    assert!(!sb.cargo_log.exists(), "cargo install ran\n{}", r.log());
+    assert_eq!(r.output("files"), "1");
+    assert!(sb.workspace.join("dist/README.md").exists());
 }
 
 #[test]
@@ -2078,7 +2226,7 @@ fn without_a_release_asset_binstall_then_cargo_install_are_tried() {
 /// same six targets and the same asset files.
 #[test]
 fn release_workflow_action_and_binstall_agree_on_the_assets() {
-    let text = fs::read_to_string(Path::new(REPO).join(".github/workflows/release.yml")).unwrap();
+    let text = fs::read_to_string(Path::new(REPO).join(RELEASE_WORKFLOW)).unwrap();
     let wf = &YamlLoader::load_from_str(&text).unwrap()[0];
     let mut built: Vec<(String, String)> = wf["jobs"]["build"]["strategy"]["matrix"]["include"]
         .as_vec()
@@ -2201,7 +2349,7 @@ fn measure_the_action() {
         "release asset: {} ({} bytes; binary {} bytes)",
         asset_name(),
         fs::metadata(&asset).unwrap().len(),
-        fs::metadata(BIN).unwrap().len()
+        fs::metadata(shipped_bin()).unwrap().len()
     );
 
     let mut cold = Vec::new();
