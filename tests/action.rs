@@ -394,6 +394,9 @@ struct Sandbox {
     lang: Option<&'static str>,
     /// The job's own environment (`env:` at the job level), on top of the runner's.
     job_env: Vec<(String, String)>,
+    /// Where the runner checked the action out (`github.action_path`): this repository, unless
+    /// a test lays out `…/_actions/OWNER/REPO/REF` as the runner does for `uses: OWNER/REPO@REF`.
+    action_path: PathBuf,
 }
 
 /// Where the action's install step keeps a binary for `version`.
@@ -449,6 +452,7 @@ impl Sandbox {
             cargo_log: root.join("cargo-install.log"),
             lang: Some("C.UTF-8"),
             job_env: Vec::new(),
+            action_path: PathBuf::from(REPO),
             root,
             _dir: dir,
         };
@@ -532,7 +536,10 @@ impl Sandbox {
             ),
             ("CI", "true".into()),
             ("GITHUB_ACTIONS", "true".into()),
-            ("GITHUB_ACTION_PATH", REPO.into()),
+            (
+                "GITHUB_ACTION_PATH",
+                self.action_path.to_str().unwrap().into(),
+            ),
             ("GITHUB_WORKSPACE", ws.clone()),
             ("GITHUB_REPOSITORY", "octo/app".into()),
             (
@@ -573,7 +580,7 @@ impl Sandbox {
             let cx = ExprContext {
                 inputs: &input_values,
                 steps: &result.step_outputs,
-                action_path: REPO,
+                action_path: self.action_path.to_str().unwrap(),
                 runner_temp: self.runner_temp.to_str().unwrap(),
             };
             let step_env: Vec<(String, String)> = step
@@ -649,7 +656,7 @@ impl Sandbox {
         let cx = ExprContext {
             inputs: &input_values,
             steps: &result.step_outputs,
-            action_path: REPO,
+            action_path: self.action_path.to_str().unwrap(),
             runner_temp: self.runner_temp.to_str().unwrap(),
         };
         result.outputs = action
@@ -1913,6 +1920,55 @@ fn installs_the_verified_release_binary_and_stages_with_it() {
     r.assert_ok();
     assert_eq!(r.step_outputs["install"]["source"], "cached");
     assert_eq!(server.requests().len(), 2);
+}
+
+/// Without `release-base-url`, the assets come from the GitHub releases of the action's own
+/// repository: named by GITHUB_ACTION_REPOSITORY, or, where composite steps leave that empty, by
+/// the path the runner checked the action out to (`…/_actions/OWNER/REPO/REF`).
+#[test]
+fn without_release_base_url_the_actions_own_github_releases_are_used() {
+    // GITHUB_SERVER_URL points at a loopback server laid out like github.com's downloads.
+    let site = tempfile::tempdir().unwrap();
+    let releases = site.path().join("octo/fastcp/releases");
+    fs::create_dir_all(&releases).unwrap();
+    std::os::unix::fs::symlink(release_dir(), releases.join("download")).unwrap();
+    let server = ReleaseServer::start(site.path());
+    let asset = format!("/octo/fastcp/releases/download/v{VERSION}/{}", asset_name());
+    let inputs = [
+        ("out-dir", "dist"),
+        ("patterns", "README.md"),
+        ("profile", ""),
+    ];
+
+    for by_checkout_path in [false, true] {
+        let mut sb = Sandbox::new(false);
+        sb.job_env = vec![("GITHUB_SERVER_URL".into(), server.url.clone())];
+        if by_checkout_path {
+            sb.action_path = sb.root.join("runner/_work/_actions/octo/fastcp/v1");
+            fs::create_dir_all(&sb.action_path).unwrap();
+            for f in ["action.yml", "Cargo.toml"] {
+                fs::copy(Path::new(REPO).join(f), sb.action_path.join(f)).unwrap();
+            }
+        } else {
+            sb.job_env
+                .push(("GITHUB_ACTION_REPOSITORY".into(), "octo/fastcp".into()));
+        }
+        let before = server.requests().len();
+        let r = sb.run(&inputs);
+        r.assert_ok();
+        assert_eq!(
+            r.step_outputs["install"]["source"],
+            "release",
+            "{}",
+            r.log()
+        );
+        assert_eq!(
+            server.requests()[before..],
+            [format!("{asset}.sha256"), asset.clone()]
+        );
+        assert!(!sb.cargo_log.exists(), "cargo install ran\n{}", r.log());
+        assert!(sb.workspace.join("dist/README.md").exists());
+    }
 }
 
 /// On Windows the action installs the `.zip` asset's `cargo-fastcp.exe` and runs it. Git Bash's
