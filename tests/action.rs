@@ -1971,6 +1971,50 @@ fn without_release_base_url_the_actions_own_github_releases_are_used() {
     }
 }
 
+/// Each runner (`RUNNER_OS`, `RUNNER_ARCH` as the runner spells them) asks for the asset the
+/// release workflow builds for it; a runner it builds none for asks for nothing and says why.
+#[test]
+fn each_runner_asks_for_the_asset_built_for_it() {
+    let mut sb = Sandbox::new(false);
+    let empty = sb.root.join("empty-release");
+    fs::create_dir_all(&empty).unwrap();
+    let server = ReleaseServer::start(&empty);
+    let runners = [
+        ("Linux", "X64", "x86_64-unknown-linux-musl"),
+        ("Linux", "ARM64", "aarch64-unknown-linux-musl"),
+        ("macOS", "X64", "x86_64-apple-darwin"),
+        ("macOS", "ARM64", "aarch64-apple-darwin"),
+        ("Windows", "X64", "x86_64-pc-windows-msvc"),
+        ("Windows", "ARM64", "aarch64-pc-windows-msvc"),
+    ];
+    for (os, arch, target) in runners {
+        sb.job_env = vec![
+            ("RUNNER_OS".into(), os.into()),
+            ("RUNNER_ARCH".into(), arch.into()),
+        ];
+        // 404: the action's own checkout is built, and the stand-in cargo fails that install.
+        let r = sb.run(&[("out-dir", "dist"), ("release-base-url", &server.url)]);
+        assert_eq!(r.failed, Some(2), "{os}/{arch}\n{}", r.log());
+        assert_eq!(
+            server.requests().last().map(String::as_str),
+            Some(format!("/v{VERSION}/{}.sha256", asset_for(target)).as_str()),
+            "{os}/{arch}"
+        );
+    }
+    let asked = server.requests().len();
+    sb.job_env = vec![("RUNNER_ARCH".into(), "ARM".into())];
+    let r = sb.run(&[("out-dir", "dist"), ("release-base-url", &server.url)]);
+    assert_eq!(r.failed, Some(2), "{}", r.log());
+    assert_eq!(server.requests().len(), asked, "nothing to download");
+    assert!(
+        r.steps[0].stdout.contains(&format!(
+            "no prebuilt binary (no release asset is built for Linux/arm): building cargo-fastcp {VERSION} with cargo install"
+        )),
+        "{}",
+        r.log()
+    );
+}
+
 /// On Windows the action installs the `.zip` asset's `cargo-fastcp.exe` and runs it. Git Bash's
 /// `cygpath` converts between `C:\…` and `/c/…`; here every path is already POSIX, so a stand-in
 /// that returns its path unchanged lets the Windows branch run on this machine, with the real
