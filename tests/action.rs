@@ -2154,6 +2154,30 @@ const DIRTY_JOB_ENV: [(&str, &str); 6] = [
     ("CARGO_BUILD_JOBS", "0"),
 ];
 
+/// `env` (one `NAME=value` a line, as `env` prints it) holds nothing of a job's cross build.
+fn assert_clean_build_env(env: &str, what: &str) {
+    let names: Vec<&str> = env
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(n, _)| n)
+        .collect();
+    // The job's HOME reached it, so this is the environment the install step saw.
+    assert!(names.contains(&"HOME"), "{what}: not an environment: {env}");
+    for name in names {
+        assert!(
+            !(name.starts_with("CARGO_BUILD_")
+                || [
+                    "CARGO_TARGET_DIR",
+                    "RUSTFLAGS",
+                    "CARGO_ENCODED_RUSTFLAGS",
+                    "RUSTC_WRAPPER"
+                ]
+                .contains(&name)),
+            "{name} reached {what}"
+        );
+    }
+}
+
 #[test]
 fn an_unreleased_version_builds_the_actions_checkout_in_a_clean_environment() {
     let mut sb = Sandbox::new(false);
@@ -2219,20 +2243,7 @@ fn an_unreleased_version_builds_the_actions_checkout_in_a_clean_environment() {
         sb.runner_temp.to_str(),
         "cwd outside the workspace"
     );
-    for line in lines {
-        let name = line.split('=').next().unwrap();
-        assert!(
-            !(name.starts_with("CARGO_BUILD_")
-                || [
-                    "CARGO_TARGET_DIR",
-                    "RUSTFLAGS",
-                    "CARGO_ENCODED_RUSTFLAGS",
-                    "RUSTC_WRAPPER"
-                ]
-                .contains(&name)),
-            "{line} reached cargo install"
-        );
-    }
+    assert_clean_build_env(&lines.collect::<Vec<_>>().join("\n"), "cargo install");
     // The probe really built, for the host, in the action's own target dir.
     assert!(build_dir.join(host_triple()).join("debug/probe").exists());
     assert!(sb.workspace.join("dist/README.md").exists());
@@ -2240,19 +2251,27 @@ fn an_unreleased_version_builds_the_actions_checkout_in_a_clean_environment() {
 
 #[test]
 fn without_a_release_asset_binstall_then_cargo_install_are_tried() {
-    let sb = Sandbox::new(false);
+    let mut sb = Sandbox::new(false);
+    // A job that cross-compiles: cargo binstall picks its target from CARGO_BUILD_TARGET too.
+    sb.job_env = DIRTY_JOB_ENV
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     let empty = sb.root.join("empty-release");
     fs::create_dir_all(&empty).unwrap();
     let server = ReleaseServer::start(&empty);
-    // A cargo-binstall that records its arguments and installs this build's binary.
+    // A cargo-binstall that records its arguments and environment and installs this build's
+    // binary.
     let binstall_log = sb.root.join("binstall.log");
+    let binstall_env = sb.root.join("binstall.env");
     write_executable(
         &sb.fake_bin.join("cargo-binstall"),
         &format!(
-            "#!/bin/bash\nprintf '%s\\n' \"$@\" > {log}\nroot=''\n\
+            "#!/bin/bash\nprintf '%s\\n' \"$@\" > {log}\nenv > {env}\nroot=''\n\
              while [ $# -gt 0 ]; do case $1 in --root) root=$2; shift;; esac; shift; done\n\
              mkdir -p \"$root/bin\" && cp {bin} \"$root/bin/cargo-fastcp\"\n",
             log = sh_quote(binstall_log.to_str().unwrap()),
+            env = sh_quote(binstall_env.to_str().unwrap()),
             bin = sh_quote(BIN),
         ),
     );
@@ -2286,6 +2305,10 @@ fn without_a_release_asset_binstall_then_cargo_install_are_tried() {
             root.to_str().unwrap(),
             &format!("cargo-fastcp@{VERSION}")
         ]
+    );
+    assert_clean_build_env(
+        &fs::read_to_string(&binstall_env).unwrap(),
+        "cargo binstall",
     );
     assert!(!sb.cargo_log.exists());
     assert!(sb.workspace.join("dist/README.md").exists());
