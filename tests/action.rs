@@ -1431,6 +1431,15 @@ fn a_cached_binary_of_the_wanted_version_is_reused() {
     assert!(!sb.cargo_log.exists(), "cargo install ran\n{}", r.log());
     assert_eq!(r.step_outputs["install"]["bin"], on_path.to_str().unwrap());
     assert_eq!(r.step_outputs["install"]["version"], VERSION);
+    assert_eq!(r.step_outputs["install"]["source"], "cached");
+    assert!(
+        r.steps[0].stdout.contains(&format!(
+            "cargo-fastcp install: reusing cargo-fastcp {VERSION} at {}",
+            on_path.display()
+        )),
+        "{}",
+        r.log()
+    );
     assert!(sb.workspace.join("dist/LICENSE").exists());
 }
 
@@ -1479,6 +1488,23 @@ fn another_version_is_installed_with_cargo_install() {
         sb.install_args(VERSION, &["--path", REPO])
     );
     assert_eq!(r.step_outputs["install"]["bin"], stale.to_str().unwrap());
+    // Each choice is announced with its reason.
+    let log = &r.steps[0].stdout;
+    for line in [
+        format!(
+            "not reusing {}: it is version 0.0.1, {VERSION} is wanted",
+            stale.display()
+        ),
+        format!(
+            "not reusing {}: it is version 0.0.2, {VERSION} is wanted",
+            sb.fake_bin.join("cargo-fastcp").display()
+        ),
+        format!(
+            "no release of cargo-fastcp {VERSION} (the action runs from a local checkout, not from a release): building the action's own checkout"
+        ),
+    ] {
+        assert!(log.contains(&line), "{line}\n{}", r.log());
+    }
     assert!(read_argv(&argv_file).starts_with(&["fastcp".to_owned()]));
 
     let r = sb.run(&[("out-dir", "dist"), ("version", "v9.8.7")]);
@@ -1500,8 +1526,15 @@ fn another_version_is_installed_with_cargo_install() {
     assert!(!sb.cargo_log.exists());
 
     // `latest` always asks cargo, which knows whether a newer release exists.
-    sb.run(&[("out-dir", "dist"), ("version", "latest")])
-        .assert_ok();
+    let r = sb.run(&[("out-dir", "dist"), ("version", "latest")]);
+    r.assert_ok();
+    assert!(
+        r.steps[0].stdout.contains(
+            "version 'latest' has no fixed release asset to download: building the newest release with cargo install"
+        ),
+        "{}",
+        r.log()
+    );
     assert_eq!(
         sb.cargo_install_log(),
         sb.install_args("latest", &["cargo-fastcp"])
@@ -2432,6 +2465,9 @@ fn release_workflow_action_and_binstall_agree_on_the_assets() {
         meta("package.metadata.binstall", "bin-dir"),
         "{ name }-{ version }-{ target }/{ bin }{ binary-ext }"
     );
+    // What ships carries no debug info: a download of a few MB, not tens.
+    assert_eq!(meta("profile.release", "debug"), "false");
+    assert_eq!(meta("profile.release", "strip"), "true");
 }
 
 // ------------------------------------------------------------------------------------------
