@@ -3,6 +3,7 @@ use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde::Serialize;
@@ -80,6 +81,35 @@ pub struct Job {
     pub src_id: Option<(u64, u64)>,
     /// The source has more than one hard link: a later job with the same `src_id` links to it.
     pub multi_link: bool,
+    /// The directory the walk found this source below, held open since (`None`: a cargo
+    /// artifact, or `-L`): the engine opens the source relative to it, following no symlink.
+    pub src_root: Option<Arc<SourceRoot>>,
+}
+
+/// A directory a walk started from, held open from the walk to the end of the copy. Sources
+/// found below it are opened beneath this descriptor with no symlink followed, so a directory of
+/// the source swapped for a link mid-run (to `/etc`, say) is a per-file error, never a file from
+/// outside the source in the out-dir.
+#[derive(Debug)]
+pub struct SourceRoot {
+    pub path: PathBuf,
+    pub dir: std::fs::File,
+}
+
+impl SourceRoot {
+    /// Holds the directory `path` (symlinks in it followed, as the walk follows them).
+    #[cfg(target_os = "linux")]
+    pub fn hold(path: &std::path::Path) -> std::io::Result<SourceRoot> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let dir = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+            .open(path)?;
+        Ok(SourceRoot {
+            path: path.to_path_buf(),
+            dir,
+        })
+    }
 }
 
 impl Job {
@@ -98,6 +128,7 @@ impl Job {
             mtime: md.modified().ok(),
             src_id: id_of(md),
             multi_link: multi_link(md),
+            src_root: None,
             src,
             dst,
             kind,
@@ -278,6 +309,7 @@ mod tests {
             op,
             src_id: None,
             multi_link: false,
+            src_root: None,
         }
     }
 

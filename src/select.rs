@@ -657,6 +657,7 @@ impl BuildSelection {
                 op: Op::Copy,
                 src_id: None,
                 multi_link: false,
+                src_root: None,
             }
         });
         Plan::build(

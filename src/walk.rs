@@ -2,11 +2,12 @@
 use std::collections::HashSet;
 use std::fs::{self, Metadata};
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
 use crate::error::PlanError;
-use crate::plan::{Job, Kind, Op, Publisher};
+use crate::plan::{Job, Kind, Op, Publisher, SourceRoot};
 
 /// Identity of a directory for pruning and loop detection.
 type DirId = (u64, u64);
@@ -191,6 +192,7 @@ impl PatternWalk<'_> {
                 base_real: &base_real,
                 jobs: &mut *sink,
                 excluded_match: false,
+                root: None,
             };
             w.check_inside(&start)?;
             if literal {
@@ -203,7 +205,15 @@ impl PatternWalk<'_> {
                     });
                 }
                 match w.stat(&start) {
-                    Ok(md) => w.add(&start, &prefix, md, &mut Vec::new())?,
+                    Ok(md) => {
+                        let dir = if md.is_dir() {
+                            Some(start.as_path())
+                        } else {
+                            start.parent()
+                        };
+                        w.hold(dir);
+                        w.add(&start, &prefix, md, &mut Vec::new())?
+                    }
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                     Err(e) => return Err(PlanError::io(&start, e)),
                 }
@@ -219,6 +229,7 @@ impl PatternWalk<'_> {
                         })?;
                 if let Ok(md) = w.stat(&start) {
                     if md.is_dir() {
+                        w.hold(Some(&start));
                         let mut stack = dir_id(&md).into_iter().collect();
                         w.search(&start, &prefix, &set, &mut stack)?;
                     }
@@ -248,9 +259,23 @@ struct Walker<'a, 'w> {
     /// Something the pattern matches was left out by an `--exclude-glob`: a pattern left with
     /// nothing says so rather than "matched nothing".
     excluded_match: bool,
+    /// The directory this pattern's walk starts from, held open for the engine (see
+    /// [`SourceRoot`]); `None` with `-L`, where links are followed by design.
+    root: Option<Arc<SourceRoot>>,
 }
 
 impl Walker<'_, '_> {
+    /// Holds `dir`, the pattern's start, before anything below it is read. Where it cannot be
+    /// held the sources keep plain paths (and the walk reports what it cannot read).
+    fn hold(&mut self, dir: Option<&Path>) {
+        #[cfg(target_os = "linux")]
+        if !self.walk.follow {
+            self.root = dir.and_then(|d| SourceRoot::hold(d).ok()).map(Arc::new);
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = dir;
+    }
+
     fn stat(&self, path: &Path) -> std::io::Result<Metadata> {
         if self.walk.follow {
             fs::metadata(path)
@@ -381,14 +406,10 @@ impl Walker<'_, '_> {
             }
             stack.pop();
         } else if ft.is_file() {
-            self.jobs.push(Job::from_metadata(
-                path.to_path_buf(),
-                dst,
-                Kind::File,
-                None,
-                &md,
-                Op::Copy,
-            ));
+            let mut job =
+                Job::from_metadata(path.to_path_buf(), dst, Kind::File, None, &md, Op::Copy);
+            job.src_root = self.root.clone();
+            self.jobs.push(job);
         }
         // Sockets, FIFOs and devices are not build outputs; they are skipped.
         Ok(())

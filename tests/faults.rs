@@ -1195,3 +1195,110 @@ fn swapped_out_dir_component(variant: &str) {
 per_variant! {
     swapped_out_dir_component => swapped_out_dir_component;
 }
+
+/// The bytes of source file `i` (`outside`: of the file of the same name in the directory a
+/// source directory is swapped to).
+fn swap_bytes(i: usize, outside: bool) -> Vec<u8> {
+    let len = if i % 500 == 0 { 300_000 } else { i % 2_000 + 1 };
+    noise(len, i as u64 + if outside { 1_000_000 } else { 0 })
+}
+
+/// While a 3,000-file copy of `src/a/d*/f*.bin` runs, a directory of the source (`src/a`,
+/// `src/a/d3`, or `src` itself) is moved aside and replaced by a symlink to a directory outside
+/// the source holding files of the same names (and one more) with other bytes, at several
+/// moments (as soon as the out-dir has `a`, 20 ms and 100 ms later). Nothing from outside may
+/// reach the out-dir: sources are opened beneath the directory the walk held, no link followed,
+/// so a swapped file is read from where the held directory went or fails with its path
+/// (ELOOP/ENOENT). Every file under a final name is the source's own bytes.
+fn swapped_source_component(variant: &str) {
+    const NAME: &str = "swapped_source_component";
+    if !runs_here(NAME, variant) {
+        return;
+    }
+    let t = tmp();
+    let src = t.path().join("src");
+    let outside = t.path().join("outside");
+    let mut want = HashMap::new();
+    for i in 0..3_000 {
+        let rel = PathBuf::from(format!("a/d{}/f{i}.bin", i % 10));
+        put(&src.join(&rel), &swap_bytes(i, false));
+        put(
+            &outside.join(rel.strip_prefix("a").unwrap()),
+            &swap_bytes(i, true),
+        );
+        want.insert(rel, i);
+    }
+    put(&outside.join("d3/only-outside.bin"), b"not from the source");
+    let rounds = [("a", 0u64), ("a", 20), ("a/d3", 0), ("a", 100), ("", 0)];
+    for (round, (swap, delay_ms)) in rounds.into_iter().enumerate() {
+        let out = t.path().join(format!("out{round}"));
+        let p = spawn(tree_copy(&src, &out, variant, &[]));
+        let start = Instant::now();
+        while fs::symlink_metadata(out.join("a")).is_err()
+            && start.elapsed() < Duration::from_secs(20)
+        {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let victim = if swap.is_empty() {
+            src.clone()
+        } else {
+            src.join(swap)
+        };
+        let moved = PathBuf::from(format!("{}.moved{round}", victim.display()));
+        let target = outside.join(Path::new(swap).strip_prefix("a").unwrap_or(Path::new("")));
+        let target = if swap.is_empty() {
+            // `src` itself: swapped for a tree whose `a` is the outside directory.
+            let fake = t.path().join(format!("fake{round}"));
+            fs::create_dir_all(&fake).unwrap();
+            std::os::unix::fs::symlink(&outside, fake.join("a")).unwrap();
+            fake
+        } else {
+            target
+        };
+        let swapped = fs::rename(&victim, &moved).is_ok()
+            && std::os::unix::fs::symlink(&target, &victim).is_ok();
+        let d = p.wait();
+        // Put the source back for the next round.
+        if swapped {
+            fs::remove_file(&victim).unwrap();
+            fs::rename(&moved, &victim).unwrap();
+        }
+        assert!(
+            matches!(d.code(), Some(0 | 1)),
+            "round {round}: {}",
+            d.describe()
+        );
+        for rel in entries(&out) {
+            let p = out.join(&rel);
+            if !fs::symlink_metadata(&p).unwrap().is_file() || is_temp(&rel) {
+                continue;
+            }
+            let Some(&i) = want.get(&rel) else {
+                panic!(
+                    "round {round} ({variant}, {swap:?} swapped: {swapped}): {} is not a \
+                     source file: read from outside the source",
+                    p.display()
+                );
+            };
+            assert!(
+                fs::read(&p).unwrap() == swap_bytes(i, false),
+                "round {round} ({variant}, {swap:?} swapped: {swapped}): {} does not hold \
+                 the source's bytes{}",
+                p.display(),
+                if fs::read(&p).unwrap() == swap_bytes(i, true) {
+                    " but those of the file outside the source"
+                } else {
+                    ""
+                }
+            );
+        }
+        for (path, err) in d.failures() {
+            assert!(!path.is_empty() && !err.is_empty(), "{}", d.describe());
+        }
+    }
+}
+
+per_variant! {
+    swapped_source_component => swapped_source_component;
+}

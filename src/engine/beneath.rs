@@ -9,15 +9,19 @@
 //!
 //! Runs register their out-dir ([`hold_root`]); a destination under no registered out-dir (a
 //! unit test staging directly) keeps plain paths.
+//!
+//! Sources get the same treatment: a file the walk found is opened beneath the directory the
+//! walk started from, held since ([`crate::plan::SourceRoot`], [`open_source`]).
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use super::stage::c_path;
+use crate::plan::SourceRoot;
 
 static ROOTS: RwLock<Vec<(PathBuf, Arc<OwnedFd>)>> = RwLock::new(Vec::new());
 
@@ -80,11 +84,11 @@ const RESOLVE_NO_SYMLINKS: u64 = 0x04;
 const RESOLVE_BENEATH: u64 = 0x08;
 
 /// Opens `rel` (no `..`, no absolute part) below `root` without following any symlink.
-fn open_beneath(root: &OwnedFd, rel: &Path, flags: libc::c_int) -> io::Result<OwnedFd> {
+fn open_beneath(root: BorrowedFd<'_>, rel: &Path, flags: libc::c_int) -> io::Result<OwnedFd> {
     if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            "path leaves the out-dir",
+            "path leaves the directory it is opened beneath",
         ));
     }
     let rel_c = if rel.as_os_str().is_empty() {
@@ -118,7 +122,7 @@ fn open_beneath(root: &OwnedFd, rel: &Path, flags: libc::c_int) -> io::Result<Ow
         return Err(err);
     }
     // No openat2 (Linux < 5.6): one component at a time, none of them followed.
-    let mut cur = dup(root)?;
+    let mut cur = root.try_clone_to_owned()?;
     let mut parts = rel.components().peekable();
     while let Some(c) = parts.next() {
         let name = c_path(Path::new(c.as_os_str()))?;
@@ -142,10 +146,6 @@ fn open_beneath(root: &OwnedFd, rel: &Path, flags: libc::c_int) -> io::Result<Ow
         cur = unsafe { OwnedFd::from_raw_fd(fd) };
     }
     Ok(cur)
-}
-
-fn dup(fd: &OwnedFd) -> io::Result<OwnedFd> {
-    fd.try_clone()
 }
 
 /// A directory of the destination held open, and the name of an entry in it.
@@ -179,21 +179,58 @@ pub fn parent(path: &Path) -> Option<io::Result<Held>> {
         return None;
     }
     let (root, rel) = root_of(path)?;
+    parent_beneath(root.as_fd(), &rel)
+}
+
+/// `rel`'s directory opened beneath `root`; `None` when `rel` has no last component.
+fn parent_beneath(root: BorrowedFd<'_>, rel: &Path) -> Option<io::Result<Held>> {
     let name = rel.file_name()?.to_os_string();
     let dir = rel.parent().unwrap_or(Path::new(""));
     Some(
-        open_beneath(&root, dir, libc::O_PATH | libc::O_DIRECTORY).map(|dir| Held {
+        open_beneath(root, dir, libc::O_PATH | libc::O_DIRECTORY).map(|dir| Held {
             dir,
             name: PathBuf::from(name),
         }),
     )
 }
 
+/// `src` relative to the walked directory `root` it was found below.
+fn below<'a>(root: &SourceRoot, src: &'a Path) -> io::Result<&'a Path> {
+    src.strip_prefix(&root.path)
+        .ok()
+        .filter(|rel| rel.file_name().is_some())
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the source is not below the directory it was found in",
+            )
+        })
+}
+
+/// A source found by the walk, opened for reading beneath the directory the walk held: a
+/// directory on the way swapped for a symlink since (to `/etc`, say) is `ELOOP`, a per-file
+/// error, never a file from outside the source.
+pub fn open_source(root: &SourceRoot, src: &Path) -> io::Result<File> {
+    open_beneath(root.dir.as_fd(), below(root, src)?, libc::O_RDONLY).map(File::from)
+}
+
+/// The source's directory held beneath `root`, for the ring's open by path
+/// ([`Held::entry_path`], opened with `O_NOFOLLOW`); `None` where /proc is missing.
+pub fn source_parent(root: &SourceRoot, src: &Path) -> Option<io::Result<Held>> {
+    if !proc_works() {
+        return None;
+    }
+    match below(root, src) {
+        Ok(rel) => parent_beneath(root.dir.as_fd(), rel),
+        Err(e) => Some(Err(e)),
+    }
+}
+
 /// The directory `path` itself, opened for reading beneath its run's out-dir (for `fchmod`,
 /// `futimens`, `fsync`); `None` as for [`parent`].
 pub fn open_dir(path: &Path) -> Option<io::Result<File>> {
     let (root, rel) = root_of(path)?;
-    Some(open_beneath(&root, &rel, libc::O_RDONLY | libc::O_DIRECTORY).map(File::from))
+    Some(open_beneath(root.as_fd(), &rel, libc::O_RDONLY | libc::O_DIRECTORY).map(File::from))
 }
 
 /// `path` as a path through its held parent, or itself where nothing is held; the guard keeps

@@ -14,6 +14,16 @@ use crate::bundle::Digests;
 use crate::error::CopyError;
 use crate::plan::Job;
 
+/// `job`'s source opened for reading: beneath the directory its walk held, following no symlink
+/// (see `beneath::open_source`), where it has one; else by path.
+pub fn open_source(job: &Job) -> std::io::Result<File> {
+    #[cfg(target_os = "linux")]
+    if let Some(root) = &job.src_root {
+        return super::beneath::open_source(root, &job.src);
+    }
+    File::open(&job.src)
+}
+
 /// Copies one regular file with the OS's own copy (in-kernel where it has one) and places it.
 /// `opened` is the source when the caller already has it open (the router, to probe its
 /// residency); otherwise it is opened here.
@@ -29,7 +39,7 @@ pub fn copy_regular(
 ) -> Result<(), CopyError> {
     let mut src = match opened {
         Some(src) => src,
-        None => File::open(&job.src).map_err(|e| CopyError::io("open", &job.src, e))?,
+        None => open_source(job).map_err(|e| CopyError::io("open", &job.src, e))?,
     };
     let mut staged = Staged::open(job, staging)?;
     let mut hasher = digests.map(|d| d.algo().hasher());

@@ -73,6 +73,26 @@ impl Pipe {
     }
 }
 
+/// `job`'s source opened through the ring: where the walk held the directory it was found below,
+/// its directory is opened beneath that (`engine::beneath`) and the file through the directory's
+/// `/proc/self/fd` name with `O_NOFOLLOW`, so nothing outside the source is read.
+async fn open_source(job: &Job) -> io::Result<File> {
+    let held = match &job.src_root {
+        Some(root) => crate::engine::beneath::source_parent(root, &job.src).transpose()?,
+        None => None,
+    };
+    let mut opts = OpenOptions::new();
+    opts.read(true);
+    match &held {
+        Some(dir) => {
+            opts.custom_flags(libc::O_NOFOLLOW)
+                .open(dir.entry_path())
+                .await
+        }
+        None => opts.open(&job.src).await,
+    }
+}
+
 impl Worker<'_, '_> {
     pub fn route(&self, size: u64) -> Route {
         self.tuning.route(size)
@@ -84,9 +104,7 @@ impl Worker<'_, '_> {
         if self.ctx.cancelled() {
             return Err(stage::interrupted(job));
         }
-        let src = OpenOptions::new()
-            .read(true)
-            .open(&job.src)
+        let src = open_source(job)
             .await
             .map_err(|e| CopyError::io("open", &job.src, e))?;
         let dst = Staged::open_ring(job, self.ctx.staging).await?;

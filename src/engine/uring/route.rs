@@ -15,7 +15,7 @@ use std::sync::{Mutex, Once, PoisonError};
 
 use super::IoUring;
 use crate::engine::{file, residency, Ctx, FileQueue};
-use crate::plan::Plan;
+use crate::plan::{Job, Plan};
 
 /// Files this large are probed one by one: the probe is nothing next to their bytes.
 pub const ALWAYS_PROBE: u64 = 1 << 20;
@@ -46,7 +46,8 @@ enum Decision {
 }
 
 impl Router {
-    fn decide(&mut self, src: &std::path::Path, size: u64) -> Decision {
+    fn decide(&mut self, job: &Job) -> Decision {
+        let size = job.size;
         let small = size < ALWAYS_PROBE;
         if small && self.left > 0 {
             self.left -= 1;
@@ -58,7 +59,7 @@ impl Router {
         }
         // An open that fails is the copy's error to report: the warm route opens it again and
         // reports it there.
-        let Ok(f) = File::open(src) else {
+        let Ok(f) = file::open_source(job) else {
             return Decision::Warm(None);
         };
         // Unknown (the probe failed) counts as warm: today's default for most staging.
@@ -119,7 +120,7 @@ pub fn copy_routed(
                     ctx.fail(i, e);
                     continue;
                 }
-                match router.decide(&job.src, job.size) {
+                match router.decide(job) {
                     Decision::Warm(src) => {
                         counts.warm.fetch_add(1, Ordering::Relaxed);
                         let (cancelled, progress) = (|| ctx.cancelled(), |n| ctx.progress(n));
