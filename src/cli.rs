@@ -3,7 +3,7 @@ use std::ffi::OsString;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 
-use clap::{ArgAction, Parser, ValueEnum};
+use clap::{ArgAction, Args, Parser, ValueEnum};
 
 use crate::bundle::{ArchiveFormat, HashAlgo, UpdateMode};
 use crate::config::{
@@ -47,113 +47,6 @@ struct Cli {
     #[arg(value_name = "PATTERN")]
     patterns: Vec<String>,
 
-    /// Path to Cargo.toml
-    #[arg(long, value_name = "PATH", help_heading = "Package Selection")]
-    manifest_path: Option<PathBuf>,
-
-    /// Package to take artifacts from (repeatable)
-    #[arg(
-        short,
-        long = "package",
-        value_name = "SPEC",
-        help_heading = "Package Selection"
-    )]
-    package: Vec<String>,
-
-    /// All workspace members
-    #[arg(long, alias = "all", help_heading = "Package Selection")]
-    workspace: bool,
-
-    /// Leave out a package (with --workspace)
-    #[arg(
-        long,
-        value_name = "SPEC",
-        requires = "workspace",
-        help_heading = "Package Selection"
-    )]
-    exclude: Vec<String>,
-
-    /// Only this binary (repeatable)
-    #[arg(long = "bin", value_name = "NAME", help_heading = "Target Selection")]
-    bin: Vec<String>,
-
-    /// All binaries
-    #[arg(long, help_heading = "Target Selection")]
-    bins: bool,
-
-    /// Only this example (repeatable)
-    #[arg(
-        long = "example",
-        value_name = "NAME",
-        help_heading = "Target Selection"
-    )]
-    example: Vec<String>,
-
-    /// All examples
-    #[arg(long, help_heading = "Target Selection")]
-    examples: bool,
-
-    /// The library target (every crate type it builds, rlib included)
-    #[arg(long, help_heading = "Target Selection")]
-    lib: bool,
-
-    /// Only artifacts of this crate type (repeatable)
-    #[arg(long = "crate-type", value_name = "TYPE", value_parser = crate_kind, help_heading = "Target Selection")]
-    crate_type: Vec<CrateKind>,
-
-    /// Also copy debug info files next to artifacts (.pdb on MSVC, .dSYM on Apple, .dwp on Linux)
-    #[arg(long, help_heading = "Target Selection")]
-    debug_files: bool,
-
-    /// Artifacts of the release profile
-    #[arg(
-        short = 'r',
-        long,
-        conflicts_with = "profile",
-        help_heading = "Compilation Options"
-    )]
-    release: bool,
-
-    /// Artifacts of this profile (dev → debug/, release → release/, custom → its name)
-    #[arg(long, value_name = "NAME", help_heading = "Compilation Options")]
-    profile: Option<String>,
-
-    /// Artifacts built for this target triple (repeatable; several go to <out-dir>/<triple>/)
-    #[arg(
-        long = "target",
-        value_name = "TRIPLE",
-        help_heading = "Compilation Options"
-    )]
-    target: Vec<String>,
-
-    /// Directory of build outputs [default: cargo's target directory]
-    #[arg(
-        long,
-        value_name = "DIR",
-        env = "CARGO_TARGET_DIR",
-        hide_env_values = true,
-        help_heading = "Compilation Options"
-    )]
-    target_dir: Option<PathBuf>,
-
-    /// Match PATTERNs under this directory instead of the workspace; cargo is not run
-    #[arg(
-        long,
-        value_name = "DIR",
-        requires = "patterns",
-        conflicts_with_all = ["package", "workspace", "bin", "bins", "example", "examples", "lib", "crate_type", "release", "profile", "target", "manifest_path"],
-        help_heading = "Files"
-    )]
-    from: Option<PathBuf>,
-
-    /// Leave out matches of this glob (repeatable)
-    #[arg(long, value_name = "GLOB", help_heading = "Files")]
-    exclude_glob: Vec<String>,
-
-    /// Follow symlinks (copy what they point to); loops are an error
-    #[arg(short = 'L', long, help_heading = "Files")]
-    dereference: bool,
-
     /// Print the plan (source → destination, size) and write nothing
     #[arg(long)]
     dry_run: bool,
@@ -161,22 +54,6 @@ struct Cli {
     /// Files copied concurrently [default: available cores]
     #[arg(short, long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     jobs: Option<u16>,
-
-    /// Copy engine: io-uring (Linux), portable, or auto (io-uring where the kernel allows it)
-    #[arg(long, value_enum, default_value_t = EngineArg::Auto, help_heading = "Engine")]
-    engine: EngineArg,
-
-    /// How io-uring moves bytes: buffer-ring, copy-file-range, splice, or auto (by file size)
-    #[arg(long, value_enum, default_value_t = MethodArg::Auto, help_heading = "Engine")]
-    copy_method: MethodArg,
-
-    /// Files in flight per io-uring worker
-    #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=4096), help_heading = "Engine")]
-    max_in_flight: u16,
-
-    /// Flush files and directories to disk before reporting success
-    #[arg(long, help_heading = "Engine")]
-    fsync: bool,
 
     /// Output format
     #[arg(long, value_enum, default_value_t = FormatArg::Human, value_name = "FMT")]
@@ -190,48 +67,6 @@ struct Cli {
     #[arg(short, long, action = ArgAction::Count)]
     verbose: u8,
 
-    /// With --github-output: also write the JSON-lines report (one object per file, then a
-    /// summary) to this file, named by the `manifest` output
-    #[arg(
-        long,
-        value_name = "FILE",
-        requires = "github_output",
-        help_heading = "Reporting"
-    )]
-    manifest: Option<PathBuf>,
-
-    /// Report as a GitHub Actions step: outputs to $GITHUB_OUTPUT, the job summary to
-    /// $GITHUB_STEP_SUMMARY, error annotations on stdout, the log on stderr
-    #[arg(long, conflicts_with = "message_format", help_heading = "Reporting")]
-    github_output: bool,
-    /// Override a cargo configuration value (KEY=VALUE or a .toml file), as `cargo --config`
-    #[arg(
-        long = "config",
-        value_name = "KEY=VALUE|PATH",
-        help_heading = "Compilation Options"
-    )]
-    cargo_config: Vec<String>,
-
-    /// Features of the selected packages (comma- or space-separated; repeatable)
-    #[arg(
-        short = 'F',
-        long,
-        value_name = "FEATURES",
-        help_heading = "Feature Selection"
-    )]
-    features: Vec<String>,
-
-    /// All features of the selected packages
-    #[arg(long, help_heading = "Feature Selection")]
-    all_features: bool,
-
-    /// Not the `default` feature of the selected packages
-    #[arg(long, help_heading = "Feature Selection")]
-    no_default_features: bool,
-
-    /// An artifact older than a source it was built from is an error (exit 2), not a warning
-    #[arg(long, help_heading = "Target Selection")]
-    require_fresh: bool,
     /// Coloring: auto, always, never
     #[arg(
         long,
@@ -242,49 +77,227 @@ struct Cli {
     )]
     color: Option<ColorArg>,
 
-    /// Run `cargo build` with this selection first; stage what it reports as it builds
-    #[arg(long, conflicts_with = "from", help_heading = "Compilation Options")]
-    build: bool,
+    // Each group below is one help heading, in the order the help lists them; a flattened
+    // group's heading stays set for what follows, so the headless options above come first.
+    #[command(flatten)]
+    package_args: PackageArgs,
+    #[command(flatten)]
+    target_args: TargetArgs,
+    #[command(flatten)]
+    compilation: CompilationArgs,
+    #[command(flatten)]
+    files: FileArgs,
+    #[command(flatten)]
+    engine_args: EngineArgs,
+    #[command(flatten)]
+    reporting: ReportingArgs,
+    #[command(flatten)]
+    feature_args: FeatureArgs,
+    #[command(flatten)]
+    manifest_options: ManifestOptions,
+    #[command(flatten)]
+    bundle: BundleArgs,
+    #[command(flatten)]
+    tuning: TuningArgs,
+}
 
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Package Selection")]
+struct PackageArgs {
+    /// Path to Cargo.toml
+    #[arg(long, value_name = "PATH")]
+    manifest_path: Option<PathBuf>,
+
+    /// Package to take artifacts from (repeatable)
+    #[arg(short, long = "package", value_name = "SPEC")]
+    package: Vec<String>,
+
+    /// All workspace members
+    #[arg(long, alias = "all")]
+    workspace: bool,
+
+    /// Leave out a package (with --workspace)
+    #[arg(long, value_name = "SPEC", requires = "workspace")]
+    exclude: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Target Selection")]
+struct TargetArgs {
+    /// Only this binary (repeatable)
+    #[arg(long = "bin", value_name = "NAME")]
+    bin: Vec<String>,
+
+    /// All binaries
+    #[arg(long)]
+    bins: bool,
+
+    /// Only this example (repeatable)
+    #[arg(long = "example", value_name = "NAME")]
+    example: Vec<String>,
+
+    /// All examples
+    #[arg(long)]
+    examples: bool,
+
+    /// The library target (every crate type it builds, rlib included)
+    #[arg(long)]
+    lib: bool,
+
+    /// Only artifacts of this crate type (repeatable)
+    #[arg(long = "crate-type", value_name = "TYPE", value_parser = crate_kind)]
+    crate_type: Vec<CrateKind>,
+
+    /// Also copy debug info files next to artifacts (.pdb on MSVC, .dSYM on Apple, .dwp on Linux)
+    #[arg(long)]
+    debug_files: bool,
+
+    /// An artifact older than a source it was built from is an error (exit 2), not a warning
+    #[arg(long)]
+    require_fresh: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Compilation Options")]
+struct CompilationArgs {
+    /// Artifacts of the release profile
+    #[arg(short = 'r', long, conflicts_with = "profile")]
+    release: bool,
+
+    /// Artifacts of this profile (dev → debug/, release → release/, custom → its name)
+    #[arg(long, value_name = "NAME")]
+    profile: Option<String>,
+
+    /// Artifacts built for this target triple (repeatable; several go to <out-dir>/<triple>/)
+    #[arg(long = "target", value_name = "TRIPLE")]
+    target: Vec<String>,
+
+    /// Directory of build outputs [default: cargo's target directory]
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "CARGO_TARGET_DIR",
+        hide_env_values = true
+    )]
+    target_dir: Option<PathBuf>,
+
+    /// Override a cargo configuration value (KEY=VALUE or a .toml file), as `cargo --config`
+    #[arg(long = "config", value_name = "KEY=VALUE|PATH")]
+    cargo_config: Vec<String>,
+
+    /// Run `cargo build` with this selection first; stage what it reports as it builds
+    #[arg(long, conflicts_with = "from")]
+    build: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Files")]
+struct FileArgs {
+    /// Match PATTERNs under this directory instead of the workspace; cargo is not run
+    #[arg(
+        long,
+        value_name = "DIR",
+        requires = "patterns",
+        conflicts_with_all = ["package", "workspace", "bin", "bins", "example", "examples", "lib", "crate_type", "release", "profile", "target", "manifest_path"],
+    )]
+    from: Option<PathBuf>,
+
+    /// Leave out matches of this glob (repeatable)
+    #[arg(long, value_name = "GLOB")]
+    exclude_glob: Vec<String>,
+
+    /// Follow symlinks (copy what they point to); loops are an error
+    #[arg(short = 'L', long)]
+    dereference: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Engine")]
+struct EngineArgs {
+    /// Copy engine: io-uring (Linux), portable, or auto (io-uring where the kernel allows it)
+    #[arg(long, value_enum, default_value_t = EngineArg::Auto)]
+    engine: EngineArg,
+
+    /// How io-uring moves bytes: buffer-ring, copy-file-range, splice, or auto (by file size)
+    #[arg(long, value_enum, default_value_t = MethodArg::Auto)]
+    copy_method: MethodArg,
+
+    /// Files in flight per io-uring worker
+    #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=4096))]
+    max_in_flight: u16,
+
+    /// Flush files and directories to disk before reporting success
+    #[arg(long)]
+    fsync: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Reporting")]
+struct ReportingArgs {
+    /// With --github-output: also write the JSON-lines report (one object per file, then a
+    /// summary) to this file, named by the `manifest` output
+    #[arg(long, value_name = "FILE", requires = "github_output")]
+    manifest: Option<PathBuf>,
+
+    /// Report as a GitHub Actions step: outputs to $GITHUB_OUTPUT, the job summary to
+    /// $GITHUB_STEP_SUMMARY, error annotations on stdout, the log on stderr
+    #[arg(long, conflicts_with = "message_format")]
+    github_output: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Feature Selection")]
+struct FeatureArgs {
+    /// Features of the selected packages (comma- or space-separated; repeatable)
+    #[arg(short = 'F', long, value_name = "FEATURES")]
+    features: Vec<String>,
+
+    /// All features of the selected packages
+    #[arg(long)]
+    all_features: bool,
+
+    /// Not the `default` feature of the selected packages
+    #[arg(long)]
+    no_default_features: bool,
+}
+
+/// Cargo's own flags, passed on to `cargo build`.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Manifest Options")]
+struct ManifestOptions {
     /// With --build: require Cargo.lock is up to date (as cargo's --locked)
-    #[arg(long, help_heading = "Manifest Options")]
+    #[arg(long)]
     locked: bool,
 
     /// With --build: require Cargo.lock and cache are up to date (as cargo's --frozen)
-    #[arg(long, help_heading = "Manifest Options")]
+    #[arg(long)]
     frozen: bool,
 
     /// With --build: run without accessing the network (as cargo's --offline)
-    #[arg(long, help_heading = "Manifest Options")]
+    #[arg(long)]
     offline: bool,
+}
 
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Bundle")]
+struct BundleArgs {
     /// Write SHA256SUMS or SHA512SUMS into the out-dir (each digest also in the JSON lines)
-    #[arg(long, value_enum, value_name = "ALGO", help_heading = "Bundle")]
+    #[arg(long, value_enum, value_name = "ALGO")]
     checksums: Option<ChecksumArg>,
 
     /// Also pack the staged files into an archive: tar.gz, tar.xz or zip (repeatable)
     ///
     /// One leading directory named like the archive; reproducible (sorted entries, owner 0,
     /// modes kept, mtimes from SOURCE_DATE_EPOCH when set); a <archive>.sha256 beside it.
-    #[arg(long = "archive", value_name = "FORMAT", value_parser = archive_format, help_heading = "Bundle")]
+    #[arg(long = "archive", value_name = "FORMAT", value_parser = archive_format)]
     archive: Vec<ArchiveFormat>,
 
     /// Archive name and leading directory: {name}, {version}, {target} [default: {name}-{version}-{target}]
-    #[arg(
-        long,
-        value_name = "TEMPLATE",
-        requires = "archive",
-        help_heading = "Bundle"
-    )]
+    #[arg(long, value_name = "TEMPLATE", requires = "archive")]
     archive_name: Option<String>,
 
     /// Write archives into DIR [default: the out-dir]
-    #[arg(
-        long,
-        value_name = "DIR",
-        requires = "archive",
-        help_heading = "Bundle"
-    )]
+    #[arg(long, value_name = "DIR", requires = "archive")]
     archive_dir: Option<PathBuf>,
 
     /// Skip files already in place: same size and mtime (quick), or the same bytes (=content)
@@ -294,16 +307,20 @@ struct Cli {
         value_name = "HOW",
         num_args = 0..=1,
         require_equals = true,
-        default_missing_value = "quick",
-        help_heading = "Bundle"
+        default_missing_value = "quick"
     )]
     update: Option<UpdateArg>,
 
     /// Empty the out-dir first (refused for /, $HOME, the workspace or target dir and their
     /// ancestors, and any directory holding a source)
-    #[arg(long, conflicts_with = "update", help_heading = "Bundle")]
+    #[arg(long, conflicts_with = "update")]
     clean: bool,
+}
 
+/// The engine's measurement and testing knobs: hidden, each also read from its environment
+/// variable, all of them into `Config::tuning`.
+#[derive(Debug, Args)]
+struct TuningArgs {
     /// Measurement knob: buffers per io-uring worker ring
     #[arg(long, hide = true, value_name = "N", env = "CARGO_FASTCP_URING_BUFFERS", value_parser = size)]
     uring_buffers: Option<usize>,
@@ -353,6 +370,14 @@ impl ColorArg {
             ColorArg::Never => clap::ColorChoice::Never,
         }
     }
+
+    fn config(self) -> Color {
+        match self {
+            ColorArg::Auto => Color::Auto,
+            ColorArg::Always => Color::Always,
+            ColorArg::Never => Color::Never,
+        }
+    }
 }
 
 /// `--color` as the last occurrence in `args` spells it, else `CARGO_TERM_COLOR`: read before
@@ -386,12 +411,30 @@ enum ChecksumArg {
     Sha512,
 }
 
+impl ChecksumArg {
+    fn config(self) -> HashAlgo {
+        match self {
+            ChecksumArg::Sha256 => HashAlgo::Sha256,
+            ChecksumArg::Sha512 => HashAlgo::Sha512,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum UpdateArg {
     /// Same size, mtime and mode
     Quick,
     /// Same bytes
     Content,
+}
+
+impl UpdateArg {
+    fn config(self) -> UpdateMode {
+        match self {
+            UpdateArg::Quick => UpdateMode::QuickCheck,
+            UpdateArg::Content => UpdateMode::Content,
+        }
+    }
 }
 
 fn archive_format(s: &str) -> Result<ArchiveFormat, String> {
@@ -406,12 +449,33 @@ enum EngineArg {
     Portable,
 }
 
+impl EngineArg {
+    fn config(self) -> EngineChoice {
+        match self {
+            EngineArg::Auto => EngineChoice::Auto,
+            EngineArg::IoUring => EngineChoice::IoUring,
+            EngineArg::Portable => EngineChoice::Portable,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum MethodArg {
     Auto,
     BufferRing,
     CopyFileRange,
     Splice,
+}
+
+impl MethodArg {
+    fn config(self) -> CopyMethod {
+        match self {
+            MethodArg::Auto => CopyMethod::Auto,
+            MethodArg::BufferRing => CopyMethod::BufferRing,
+            MethodArg::CopyFileRange => CopyMethod::CopyFileRange,
+            MethodArg::Splice => CopyMethod::Splice,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -453,6 +517,8 @@ fn usage(msg: impl std::fmt::Display) -> clap::Error {
     Cli::command().error(clap::error::ErrorKind::ArgumentConflict, msg)
 }
 
+/// The whole `Config` in one literal (a field the CLI forgets does not compile); each area's
+/// flags are checked and converted by its own group.
 fn into_config(cli: Cli) -> Result<Config, clap::Error> {
     if cli.quiet && cli.verbose > 0 {
         return Err(usage("cannot set both --verbose and --quiet"));
@@ -460,127 +526,137 @@ fn into_config(cli: Cli) -> Result<Config, clap::Error> {
     if cli.out_dir.is_none() && !cli.dry_run {
         return Err(usage("-o/--out-dir <DIR> is required (or pass --dry-run)"));
     }
-    if let Some(p) = &cli.profile {
-        if p.is_empty() || p.contains(['/', '\\']) || p == ".." || p == "." {
-            return Err(usage(format!("invalid profile name `{p}`")));
-        }
-    }
-    for t in &cli.target {
-        // A target spec file is named by its stem; anything else is a directory name.
-        let name = t.strip_suffix(".json").map_or(t.as_str(), |spec| {
-            spec.rsplit(['/', '\\']).next().unwrap_or_default()
-        });
-        if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
-            return Err(usage(format!("invalid target triple `{t}`")));
-        }
-    }
-    let github = match cli.github_output {
-        true => Some(github_step(|name| std::env::var_os(name))?),
-        false => None,
-    };
-    let source_date_epoch = source_date_epoch(&cli.archive)?;
-    if cli.build && (cli.clean || cli.update.is_some()) {
+    if cli.compilation.build && (cli.bundle.clean || cli.bundle.update.is_some()) {
         return Err(usage(
             "--build does not combine with --update or --clean (it places a fresh build): run `cargo build` first",
         ));
     }
+    let github = match cli.reporting.github_output {
+        true => Some(github_step(|name| std::env::var_os(name))?),
+        false => None,
+    };
+    let source_date_epoch = source_date_epoch(&cli.bundle.archive)?;
+    let (profile, triples) = cli.compilation.profile_and_triples()?;
+    let jobs_given = cli.jobs.and_then(|j| NonZeroUsize::new(j.into()));
     Ok(Config {
         out_dir: cli.out_dir,
-        manifest_path: cli.manifest_path,
-        packages: cli.package,
-        workspace: cli.workspace,
-        exclude: cli.exclude,
-        targets: TargetSelection {
-            bins: cli.bin,
-            all_bins: cli.bins,
-            examples: cli.example,
-            all_examples: cli.examples,
-            lib: cli.lib,
-            crate_types: cli.crate_type,
-        },
-        profile: match (cli.release, cli.profile) {
-            (true, _) => Some("release".into()),
-            // `dev` is the default: spelled out, it selects exactly what leaving it out does.
-            (false, Some(p)) if p == "dev" => None,
-            (false, p) => p,
-        },
-        triples: cli.target,
-        target_dir: cli.target_dir.filter(|p| !p.as_os_str().is_empty()),
+        manifest_path: cli.package_args.manifest_path,
+        packages: cli.package_args.package,
+        workspace: cli.package_args.workspace,
+        exclude: cli.package_args.exclude,
+        debug_files: cli.target_args.debug_files,
+        require_fresh: cli.target_args.require_fresh,
+        targets: cli.target_args.selection(),
+        profile,
+        triples,
+        target_dir: cli
+            .compilation
+            .target_dir
+            .filter(|p| !p.as_os_str().is_empty()),
+        cargo_config: cli.compilation.cargo_config,
+        build: cli.compilation.build,
         patterns: cli.patterns,
-        from: cli.from,
-        exclude_globs: cli.exclude_glob,
+        from: cli.files.from,
+        exclude_globs: cli.files.exclude_glob,
+        dereference: cli.files.dereference,
         dry_run: cli.dry_run,
-        jobs: cli
-            .jobs
-            .and_then(|j| NonZeroUsize::new(j.into()))
-            .unwrap_or_else(default_jobs),
+        jobs: jobs_given.unwrap_or_else(default_jobs),
+        jobs_given,
         output: match (cli.message_format, cli.quiet) {
             (FormatArg::Json, _) => Output::Json,
             (FormatArg::Human, true) => Output::Quiet,
             (FormatArg::Human, false) => Output::Human,
         },
         verbose: cli.verbose,
-        engine: match cli.engine {
-            EngineArg::Auto => EngineChoice::Auto,
-            EngineArg::IoUring => EngineChoice::IoUring,
-            EngineArg::Portable => EngineChoice::Portable,
-        },
-        copy_method: match cli.copy_method {
-            MethodArg::Auto => CopyMethod::Auto,
-            MethodArg::BufferRing => CopyMethod::BufferRing,
-            MethodArg::CopyFileRange => CopyMethod::CopyFileRange,
-            MethodArg::Splice => CopyMethod::Splice,
-        },
-        max_in_flight: cli.max_in_flight.into(),
-        dereference: cli.dereference,
-        debug_files: cli.debug_files,
-        fsync: cli.fsync,
-        manifest: cli.manifest,
+        color: cli.color.map_or(Color::Auto, ColorArg::config),
+        engine: cli.engine_args.engine.config(),
+        copy_method: cli.engine_args.copy_method.config(),
+        max_in_flight: cli.engine_args.max_in_flight.into(),
+        fsync: cli.engine_args.fsync,
+        tuning: cli.tuning.config(),
+        manifest: cli.reporting.manifest,
         github,
-        cargo_config: cli.cargo_config,
-        features: cli
-            .features
+        features: cli.feature_args.list(),
+        all_features: cli.feature_args.all_features,
+        no_default_features: cli.feature_args.no_default_features,
+        locked: cli.manifest_options.locked,
+        frozen: cli.manifest_options.frozen,
+        offline: cli.manifest_options.offline,
+        checksums: cli.bundle.checksums.map(ChecksumArg::config),
+        archives: cli.bundle.archive,
+        archive_name: cli.bundle.archive_name,
+        archive_dir: cli.bundle.archive_dir,
+        source_date_epoch,
+        update: cli.bundle.update.map(UpdateArg::config),
+        clean: cli.bundle.clean,
+    })
+}
+
+impl TargetArgs {
+    fn selection(self) -> TargetSelection {
+        TargetSelection {
+            bins: self.bin,
+            all_bins: self.bins,
+            examples: self.example,
+            all_examples: self.examples,
+            lib: self.lib,
+            crate_types: self.crate_type,
+        }
+    }
+}
+
+impl CompilationArgs {
+    /// The profile (`None`: dev) and the triples, refused where a name would lead out of the
+    /// target directory.
+    fn profile_and_triples(&self) -> Result<(Option<String>, Vec<String>), clap::Error> {
+        if let Some(p) = &self.profile {
+            if p.is_empty() || p.contains(['/', '\\']) || p == ".." || p == "." {
+                return Err(usage(format!("invalid profile name `{p}`")));
+            }
+        }
+        for t in &self.target {
+            // A target spec file is named by its stem; anything else is a directory name.
+            let name = t.strip_suffix(".json").map_or(t.as_str(), |spec| {
+                spec.rsplit(['/', '\\']).next().unwrap_or_default()
+            });
+            if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
+                return Err(usage(format!("invalid target triple `{t}`")));
+            }
+        }
+        let profile = match (self.release, &self.profile) {
+            (true, _) => Some("release".into()),
+            // `dev` is the default: spelled out, it selects exactly what leaving it out does.
+            (false, Some(p)) if p == "dev" => None,
+            (false, p) => p.clone(),
+        };
+        Ok((profile, self.target.clone()))
+    }
+}
+
+impl FeatureArgs {
+    /// `-F a,b -F "c d"`: every feature named, each once as given.
+    fn list(&self) -> Vec<String> {
+        self.features
             .iter()
             .flat_map(|f| f.split([',', ' ']))
             .filter(|f| !f.is_empty())
             .map(String::from)
-            .collect(),
-        all_features: cli.all_features,
-        no_default_features: cli.no_default_features,
-        require_fresh: cli.require_fresh,
-        color: match cli.color {
-            Some(ColorArg::Always) => Color::Always,
-            Some(ColorArg::Never) => Color::Never,
-            Some(ColorArg::Auto) | None => Color::Auto,
-        },
-        build: cli.build,
-        locked: cli.locked,
-        frozen: cli.frozen,
-        offline: cli.offline,
-        jobs_given: cli.jobs.and_then(|j| NonZeroUsize::new(j.into())),
-        tuning: EngineTuning {
-            buffers: cli.uring_buffers,
-            buffer_len: cli.uring_buffer_len,
-            file_window: cli.uring_file_window,
-            threshold: cli.uring_threshold.map(|n| n as u64),
-            named_temps: cli.named_temps,
-            probe_every: cli.probe_every,
-            uring_setup: cli.uring_setup,
-        },
-        checksums: cli.checksums.map(|c| match c {
-            ChecksumArg::Sha256 => HashAlgo::Sha256,
-            ChecksumArg::Sha512 => HashAlgo::Sha512,
-        }),
-        archives: cli.archive,
-        archive_name: cli.archive_name,
-        archive_dir: cli.archive_dir,
-        source_date_epoch,
-        update: cli.update.map(|u| match u {
-            UpdateArg::Quick => UpdateMode::QuickCheck,
-            UpdateArg::Content => UpdateMode::Content,
-        }),
-        clean: cli.clean,
-    })
+            .collect()
+    }
+}
+
+impl TuningArgs {
+    fn config(self) -> EngineTuning {
+        EngineTuning {
+            buffers: self.uring_buffers,
+            buffer_len: self.uring_buffer_len,
+            file_window: self.uring_file_window,
+            threshold: self.uring_threshold.map(|n| n as u64),
+            named_temps: self.named_temps,
+            probe_every: self.probe_every,
+            uring_setup: self.uring_setup,
+        }
+    }
 }
 
 /// A switch's value, from the flag (`true`) or its environment variable: on only for `1` (or
