@@ -121,46 +121,27 @@ mod tests {
 
     #[test]
     fn names_follow_the_triple() {
-        let f = |t, ck, n| {
-            Platform::of(Some(t))
-                .files(ck, n, true)
+        // One row a case: the table reads best unwrapped.
+        #[rustfmt::skip]
+        let table: [(&str, CrateKind, &str, &[&str]); 9] = [
+            ("x86_64-unknown-linux-gnu", CrateKind::Cdylib, "ffi-core", &["libffi_core.so", "libffi_core.so.dwp"]),
+            ("x86_64-unknown-linux-gnu", CrateKind::Bin, "app-cli", &["app-cli", "app-cli.dwp"]),
+            ("aarch64-apple-darwin", CrateKind::Cdylib, "a-b", &["liba_b.dylib", "liba_b.dylib.dSYM"]),
+            ("x86_64-pc-windows-msvc", CrateKind::Bin, "app-cli", &["app-cli.exe", "app_cli.pdb"]),
+            ("x86_64-pc-windows-msvc", CrateKind::Staticlib, "a-b", &["a_b.lib"]),
+            ("x86_64-pc-windows-gnu", CrateKind::Cdylib, "a", &["a.dll", "liba.dll.a"]),
+            ("x86_64-pc-windows-gnu", CrateKind::Staticlib, "a", &["liba.a"]),
+            ("wasm32-unknown-unknown", CrateKind::Cdylib, "a-b", &["a_b.wasm"]),
+            ("wasm32-wasip1", CrateKind::Bin, "app", &["app.wasm"]),
+        ];
+        for (triple, ck, name, expected) in table {
+            let files: Vec<String> = Platform::of(Some(triple))
+                .files(ck, name, true)
                 .into_iter()
                 .map(|(f, _)| f)
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(
-            f("x86_64-unknown-linux-gnu", CrateKind::Cdylib, "ffi-core"),
-            ["libffi_core.so", "libffi_core.so.dwp"]
-        );
-        assert_eq!(
-            f("x86_64-unknown-linux-gnu", CrateKind::Bin, "app-cli"),
-            ["app-cli", "app-cli.dwp"]
-        );
-        assert_eq!(
-            f("aarch64-apple-darwin", CrateKind::Cdylib, "a-b"),
-            ["liba_b.dylib", "liba_b.dylib.dSYM"]
-        );
-        assert_eq!(
-            f("x86_64-pc-windows-msvc", CrateKind::Bin, "app-cli"),
-            ["app-cli.exe", "app_cli.pdb"]
-        );
-        assert_eq!(
-            f("x86_64-pc-windows-msvc", CrateKind::Staticlib, "a-b"),
-            ["a_b.lib"]
-        );
-        assert_eq!(
-            f("x86_64-pc-windows-gnu", CrateKind::Cdylib, "a"),
-            ["a.dll", "liba.dll.a"]
-        );
-        assert_eq!(
-            f("x86_64-pc-windows-gnu", CrateKind::Staticlib, "a"),
-            ["liba.a"]
-        );
-        assert_eq!(
-            f("wasm32-unknown-unknown", CrateKind::Cdylib, "a-b"),
-            ["a_b.wasm"]
-        );
-        assert_eq!(f("wasm32-wasip1", CrateKind::Bin, "app"), ["app.wasm"]);
+                .collect();
+            assert_eq!(files, expected, "{triple} {ck:?} {name}");
+        }
     }
 
     #[test]

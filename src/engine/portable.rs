@@ -50,6 +50,11 @@ impl Backend for Portable {
 /// Linux: the engine's own staging (`O_TMPFILE`, reflink, `copy_file_range`).
 #[cfg(target_os = "linux")]
 fn copy_one(job: &Job, ctx: &Ctx<'_>) -> Result<(), CopyError> {
+    copy_staged(job, ctx)
+}
+
+/// The engine's own staging, through `file`.
+fn copy_staged(job: &Job, ctx: &Ctx<'_>) -> Result<(), CopyError> {
     file::copy_regular(
         job,
         None,
@@ -70,14 +75,7 @@ fn copy_one(job: &Job, ctx: &Ctx<'_>) -> Result<(), CopyError> {
     use super::stage::{apply_meta, temp_path, TempGuard};
     use std::fs;
     if ctx.staging.fsync {
-        return file::copy_regular(
-            job,
-            None,
-            ctx.staging,
-            &|| ctx.cancelled(),
-            &|n| ctx.progress(n),
-            ctx.digests(),
-        );
+        return copy_staged(job, ctx);
     }
     let guard = TempGuard::new(temp_path(&job.dst));
     let tmp = guard.path().to_path_buf();
