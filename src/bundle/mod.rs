@@ -133,6 +133,9 @@ pub fn prepare<'a>(
     Ok((selection, bundle))
 }
 
+/// Checks what the bundle will write before anything is: the archive name template, where the
+/// archives go, that nothing of ours collides with a copied file, and that `--clean` may empty
+/// the out-dir.
 fn check(cfg: &Config, plan: &Plan) -> Result<Bundle, BundleError> {
     let out_dir = plan.out_dir.clone();
     let mut formats = Vec::new();
@@ -145,11 +148,7 @@ fn check(cfg: &Config, plan: &Plan) -> Result<Bundle, BundleError> {
         .archive_name
         .clone()
         .unwrap_or_else(|| name::DEFAULT_TEMPLATE.to_string());
-    let bad = |reason: String| BundleError::Template {
-        template: template.clone(),
-        reason,
-    };
-    let used = name::placeholders(&template).map_err(bad)?;
+    let used = name::placeholders(&template).map_err(bad_template(&template))?;
     // Cargo is asked again only for what the plan does not carry: package versions and, for
     // --clean, the workspace root and target directory.
     let needs_meta = cfg.from.is_none() && (!formats.is_empty() || cfg.clean);
@@ -158,79 +157,15 @@ fn check(cfg: &Config, plan: &Plan) -> Result<Bundle, BundleError> {
     } else {
         None
     };
-
-    let mut root = String::new();
-    let mut archives = Vec::new();
-    if !formats.is_empty() {
-        if cfg.out_dir.is_none() {
-            return Err(BundleError::NoOutDir);
-        }
-        let mut vars = name::Vars::default();
-        if let Some(meta) = &meta {
-            (vars.name, vars.version) = identity(meta, plan);
-        }
-        if used.contains(&"target") {
-            // The platforms the artifacts were selected for, as cargo resolves them
-            // (`--target`, `--config`, `build.target`); none means the host.
-            let cwd = std::env::current_dir().map_err(|e| BundleError::io(Path::new("."), e))?;
-            let targets =
-                crate::cargo::config::build_targets(&cfg.triples, &cfg.cargo_config, &cwd)
-                    .map_err(|e| BundleError::Metadata(e.to_string()))?;
-            vars.target = Some(match targets.as_slice() {
-                [] => host_triple(meta.as_ref())?,
-                [one] => one.name.clone(),
-                several => return Err(BundleError::SeveralTargets(several.len())),
-            });
-        }
-        root = name::render(&template, &vars).map_err(bad)?;
-        let dir = cfg.archive_dir.clone().unwrap_or_else(|| out_dir.clone());
-        for f in &formats {
-            archives.push((*f, dir.join(format!("{root}.{}", f.ext()))));
-        }
-    }
-
-    let sums = cfg.checksums.map(|a| out_dir.join(a.sums_file()));
-    let mut ours: Vec<(PathBuf, &'static str)> = Vec::new();
-    if let Some(s) = &sums {
-        ours.push((s.clone(), "the checksums file"));
-    }
-    for (_, a) in &archives {
-        ours.push((a.clone(), "an archive"));
-        ours.push((sidecar(a), "an archive's checksum file"));
-    }
-    if !ours.is_empty() {
-        let base = cfg.from.clone().or_else(|| {
-            meta.as_ref()
-                .map(|m| m.workspace_root.clone().into_std_path_buf())
-        });
-        check_collisions(plan, base.as_deref(), &ours)?;
-    }
-
+    let (root, archives) = if formats.is_empty() {
+        (String::new(), Vec::new())
+    } else {
+        archives(cfg, plan, meta.as_ref(), &formats, &template, &used)?
+    };
+    check_ours(cfg, plan, meta.as_ref(), &archives)?;
     if cfg.clean && cfg.out_dir.is_some() {
-        let guarded = clean::Guarded {
-            home: std::env::var_os("HOME")
-                .filter(|h| !h.is_empty())
-                .map(PathBuf::from),
-            workspace_root: meta
-                .as_ref()
-                .map(|m| m.workspace_root.clone().into_std_path_buf()),
-            target_dir: cfg.target_dir.clone().or_else(|| {
-                meta.as_ref()
-                    .map(|m| m.target_directory.clone().into_std_path_buf())
-            }),
-        };
-        let mut sources: Vec<&Path> = plan.jobs.iter().map(|j| j.src.as_path()).collect();
-        if let Some(from) = &cfg.from {
-            sources.push(from);
-        }
-        clean::refusal(&out_dir, &guarded, sources).map_err(|reason| {
-            BundleError::CleanRefused {
-                path: out_dir.clone(),
-                reason,
-            }
-        })?;
+        check_clean(cfg, plan, meta.as_ref())?;
     }
-
     Ok(Bundle {
         out_dir,
         checksums: cfg.checksums,
@@ -240,6 +175,108 @@ fn check(cfg: &Config, plan: &Plan) -> Result<Bundle, BundleError> {
         clean: cfg.clean,
         skipped: Vec::new(),
         digests: cfg.checksums.map(|a| Arc::new(Digests::new(a))),
+    })
+}
+
+fn bad_template(template: &str) -> impl Fn(String) -> BundleError + '_ {
+    move |reason| BundleError::Template {
+        template: template.to_string(),
+        reason,
+    }
+}
+
+/// The archives' leading directory (`template` rendered; `used`: its placeholders) and each
+/// format's path.
+fn archives(
+    cfg: &Config,
+    plan: &Plan,
+    meta: Option<&cargo_metadata::Metadata>,
+    formats: &[ArchiveFormat],
+    template: &str,
+    used: &[&str],
+) -> Result<(String, Vec<(ArchiveFormat, PathBuf)>), BundleError> {
+    if cfg.out_dir.is_none() {
+        return Err(BundleError::NoOutDir);
+    }
+    let mut vars = name::Vars::default();
+    if let Some(meta) = meta {
+        (vars.name, vars.version) = identity(meta, plan);
+    }
+    if used.contains(&"target") {
+        // The platforms the artifacts were selected for, as cargo resolves them
+        // (`--target`, `--config`, `build.target`); none means the host.
+        let cwd = std::env::current_dir().map_err(|e| BundleError::io(Path::new("."), e))?;
+        let targets = crate::cargo::config::build_targets(&cfg.triples, &cfg.cargo_config, &cwd)
+            .map_err(|e| BundleError::Metadata(e.to_string()))?;
+        vars.target = Some(match targets.as_slice() {
+            [] => host_triple(meta)?,
+            [one] => one.name.clone(),
+            several => return Err(BundleError::SeveralTargets(several.len())),
+        });
+    }
+    let root = name::render(template, &vars).map_err(bad_template(template))?;
+    let dir = cfg
+        .archive_dir
+        .clone()
+        .unwrap_or_else(|| plan.out_dir.clone());
+    let archives = formats
+        .iter()
+        .map(|f| (*f, dir.join(format!("{root}.{}", f.ext()))))
+        .collect();
+    Ok((root, archives))
+}
+
+/// The files the bundle writes (checksums file, archives and their checksum files) must not be
+/// files the copy places.
+fn check_ours(
+    cfg: &Config,
+    plan: &Plan,
+    meta: Option<&cargo_metadata::Metadata>,
+    archives: &[(ArchiveFormat, PathBuf)],
+) -> Result<(), BundleError> {
+    let sums = cfg.checksums.map(|a| plan.out_dir.join(a.sums_file()));
+    let mut ours: Vec<(PathBuf, &'static str)> = Vec::new();
+    if let Some(s) = &sums {
+        ours.push((s.clone(), "the checksums file"));
+    }
+    for (_, a) in archives {
+        ours.push((a.clone(), "an archive"));
+        ours.push((sidecar(a), "an archive's checksum file"));
+    }
+    if ours.is_empty() {
+        return Ok(());
+    }
+    let base = cfg
+        .from
+        .clone()
+        .or_else(|| meta.map(|m| m.workspace_root.clone().into_std_path_buf()));
+    check_collisions(plan, base.as_deref(), &ours)
+}
+
+/// `--clean` is refused for a directory whose emptying would lose what matters (see
+/// `clean::refusal`).
+fn check_clean(
+    cfg: &Config,
+    plan: &Plan,
+    meta: Option<&cargo_metadata::Metadata>,
+) -> Result<(), BundleError> {
+    let guarded = clean::Guarded {
+        home: std::env::var_os("HOME")
+            .filter(|h| !h.is_empty())
+            .map(PathBuf::from),
+        workspace_root: meta.map(|m| m.workspace_root.clone().into_std_path_buf()),
+        target_dir: cfg
+            .target_dir
+            .clone()
+            .or_else(|| meta.map(|m| m.target_directory.clone().into_std_path_buf())),
+    };
+    let mut sources: Vec<&Path> = plan.jobs.iter().map(|j| j.src.as_path()).collect();
+    if let Some(from) = &cfg.from {
+        sources.push(from);
+    }
+    clean::refusal(&plan.out_dir, &guarded, sources).map_err(|reason| BundleError::CleanRefused {
+        path: plan.out_dir.clone(),
+        reason,
     })
 }
 
