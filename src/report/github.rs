@@ -219,35 +219,24 @@ impl Github<'_> {
         run_file(self.step, self.cfg)
     }
 
+    /// The job summary: what was staged, the bundle, the files, the failures, how it ended.
     fn summary_markdown(&self, state: &State, t: &Totals<'_>, out_dir: &Path) -> String {
         let mut md = String::from("### cargo-fastcp\n\n");
-        let dest = md_cell(&out_dir.to_string_lossy());
-        let size = human_bytes(t.bytes);
-        if t.dry_run {
-            let _ = write!(
-                md,
-                "Dry run: **{}** file(s), **{size}** ({} bytes) would be staged into <code>{dest}</code>",
-                t.files, t.bytes
-            );
-        } else {
-            let _ = write!(
-                md,
-                "Staged **{}** file(s), **{size}** ({} bytes) into <code>{dest}</code>",
-                t.files, t.bytes
-            );
-        }
-        let _ = write!(md, " with the **{}** engine", md_cell(t.engine));
-        if let Some(ms) = t.elapsed_ms {
-            let _ = write!(md, " in {ms} ms");
-        }
-        md.push('.');
-        if state.unchanged > 0 {
-            let _ = write!(md, " {} file(s) were already in place.", state.unchanged);
-        }
-        if t.errors > 0 {
-            let _ = write!(md, " **{} error(s).**", t.errors);
-        }
+        summary_headline(&mut md, state, t, out_dir);
         md.push_str("\n\n");
+        self.summary_bundle(&mut md);
+        self.summary_files(&mut md, state);
+        self.summary_failures(&mut md, state);
+        if t.interrupted {
+            md.push_str("**Interrupted**: no partial file was left.\n\n");
+        } else if t.errors > 0 {
+            md.push_str("**cargo-fastcp exited with code 1.**\n\n");
+        }
+        md
+    }
+
+    /// The bundle's files and their SHA-256, when it wrote any.
+    fn summary_bundle(&self, md: &mut String) {
         if let Some(b) = self.bundled.get() {
             if !b.archives.is_empty() || b.checksums_file.is_some() {
                 md.push_str("| bundle | SHA-256 |\n| --- | --- |\n");
@@ -269,6 +258,10 @@ impl Github<'_> {
                 md.push('\n');
             }
         }
+    }
+
+    /// The staged files, up to the step's row limit.
+    fn summary_files(&self, md: &mut String, state: &State) {
         if !state.rows.is_empty() {
             md.push_str("| artifact | kind | size |\n| --- | --- | ---: |\n");
             for &i in &state.rows {
@@ -290,6 +283,10 @@ impl Github<'_> {
             }
             md.push('\n');
         }
+    }
+
+    /// The failed files, up to the step's row limit.
+    fn summary_failures(&self, md: &mut String, state: &State) {
         if !state.failures.is_empty() {
             let _ = write!(
                 md,
@@ -314,12 +311,36 @@ impl Github<'_> {
             }
             md.push('\n');
         }
-        if t.interrupted {
-            md.push_str("**Interrupted**: no partial file was left.\n\n");
-        } else if t.errors > 0 {
-            md.push_str("**cargo-fastcp exited with code 1.**\n\n");
-        }
-        md
+    }
+}
+
+/// The summary's first sentence: what was staged where, by which engine, how fast, how well.
+fn summary_headline(md: &mut String, state: &State, t: &Totals<'_>, out_dir: &Path) {
+    let dest = md_cell(&out_dir.to_string_lossy());
+    let size = human_bytes(t.bytes);
+    if t.dry_run {
+        let _ = write!(
+            md,
+            "Dry run: **{}** file(s), **{size}** ({} bytes) would be staged into <code>{dest}</code>",
+            t.files, t.bytes
+        );
+    } else {
+        let _ = write!(
+            md,
+            "Staged **{}** file(s), **{size}** ({} bytes) into <code>{dest}</code>",
+            t.files, t.bytes
+        );
+    }
+    let _ = write!(md, " with the **{}** engine", md_cell(t.engine));
+    if let Some(ms) = t.elapsed_ms {
+        let _ = write!(md, " in {ms} ms");
+    }
+    md.push('.');
+    if state.unchanged > 0 {
+        let _ = write!(md, " {} file(s) were already in place.", state.unchanged);
+    }
+    if t.errors > 0 {
+        let _ = write!(md, " **{} error(s).**", t.errors);
     }
 }
 
