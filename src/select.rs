@@ -738,15 +738,25 @@ impl Destinations {
 
 /// `Some` when a source `job` (an artifact file) was built from is newer than it.
 ///
-/// Only sources in the workspace count, and none under the target dir: those are what cargo
-/// itself judges by mtime. A registry crate's sources are judged by version, and a restored
-/// cache may well give them newer mtimes than the artifact without making it stale.
+/// Only sources in the workspace and in the members' path dependencies (a sibling crate outside
+/// the workspace, say) count, and none under the target dir: those are what cargo itself
+/// judges by mtime. A registry crate's sources are judged by version, and a restored cache may
+/// well give them newer mtimes than the artifact without making it stale.
 fn check_fresh(job: &Job, meta: &Metadata, target_dir: &Path) -> Option<StaleArtifact> {
     if job.op != Op::Copy || job.kind == Kind::DebugInfo {
         return None;
     }
     let root = meta.workspace_root.as_std_path();
-    let ours = |p: &Path| p.starts_with(root) && !p.starts_with(target_dir);
+    let path_deps: Vec<&Path> = meta
+        .packages
+        .iter()
+        .flat_map(|p| p.dependencies.iter().filter_map(|d| d.path.as_deref()))
+        .map(|d| d.as_std_path())
+        .collect();
+    let ours = |p: &Path| {
+        (p.starts_with(root) || path_deps.iter().any(|d| p.starts_with(d)))
+            && !p.starts_with(target_dir)
+    };
     let source = depinfo::newer_source(&job.src, job.mtime?, root, ours)?;
     Some(StaleArtifact {
         artifact: job.src.clone(),

@@ -315,6 +315,20 @@ fn the_target_dir_comes_from_cargo_config_env_and_config_flag() {
 #[test]
 fn an_artifact_older_than_its_sources_is_said_and_refused_with_require_fresh() {
     let (tmp, ws) = private();
+    // `plugin` depends on a crate beside the workspace, by path: cargo judges its sources by
+    // mtime as it judges the workspace's.
+    let shared = tmp.path().join("shared");
+    fs::create_dir_all(shared.join("src")).unwrap();
+    fs::write(
+        shared.join("Cargo.toml"),
+        "[package]\nname = \"shared\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
+    )
+    .unwrap();
+    fs::write(shared.join("src/lib.rs"), "pub fn n() -> u32 { 1 }\n").unwrap();
+    let manifest = ws.join("plugin/Cargo.toml");
+    let mut text = fs::read_to_string(&manifest).unwrap();
+    text.push_str("\n[dependencies]\nshared = { path = \"../../shared\" }\n");
+    fs::write(&manifest, text).unwrap();
     cargo_build(&ws, &[] as &[&str]);
     // A source outside the workspace (a registry crate's, say) is judged by cargo by its
     // version, not its mtime: a newer one makes nothing stale.
@@ -356,6 +370,21 @@ fn an_artifact_older_than_its_sources_is_said_and_refused_with_require_fresh() {
         .code(2)
         .stderr_has("target/debug/app is older than derive/src/lib.rs");
     assert_not_exists(&out);
+
+    let lib = shared.join("src/lib.rs");
+    fs::File::options()
+        .write(true)
+        .open(&lib)
+        .unwrap()
+        .set_modified(later)
+        .unwrap();
+    let out = out_of(&tmp, "path-dep");
+    fastcp(&ws, &[], &["-o", &s(&out)])
+        .success()
+        .stderr_has(&format!(
+            "warning: target/debug/libplugin.so is older than {}",
+            lib.display()
+        ));
 }
 
 trait NoWarnings {
