@@ -299,6 +299,11 @@ impl EventSink for Human<'_> {
                     self.eprint(&format!("{} -> {}", job.src.display(), job.dst.display()));
                 }
             }
+            // The interruption is said once at the end, not as a failure of each file in flight.
+            Event::Failed {
+                error: CopyError::Interrupted { .. },
+                ..
+            } => {}
             Event::Failed { index, error } => {
                 let is_file = self.plan.jobs.get(index).is_some_and(|j| j.op != Op::Dir);
                 let counter = if is_file {
@@ -620,11 +625,13 @@ impl Reporter for Human<'_> {
             diagnostic(Level::Error, &text);
         }
         if s.interrupted {
-            eprintln!(
+            // An error as cargo styles one, like `--build`'s "interrupted; nothing was copied".
+            let text = format!(
                 "interrupted: stopped after {} file{}; no partial file left",
                 s.files,
                 plural(s.files)
             );
+            diagnostic(Level::Error, &text);
         } else if !self.quiet {
             eprintln!(
                 "Copied {} file{} ({}){} in {:.2} s [engine: {}]",

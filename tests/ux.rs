@@ -348,6 +348,40 @@ fn one_cause_for_many_files_is_said_once() {
     assert_eq!(files.count(), 5, "{lines:#?}");
 }
 
+#[test]
+fn an_interrupt_is_one_error_not_one_per_file_in_flight() {
+    let env = TestEnv::empty();
+    let src = progress_tree(env.scratch());
+    let out = env.out("copy");
+    let mut cmd = bin_command(env.root());
+    cmd.env("CARGO_TERM_COLOR", "never")
+        .args(["--from", &s(&src), "-o", &s(&out), "**"]);
+    let mut p = spawn(cmd);
+    let start = std::time::Instant::now();
+    while !out.exists() && !p.exited() && start.elapsed().as_secs() < 60 {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    if p.exited() {
+        let _ = p.wait();
+        return skip(
+            "an_interrupt_is_one_error",
+            "the copy ended before it could be interrupted",
+        );
+    }
+    send_signal(p.pid(), libc::SIGINT);
+    let done = p.wait();
+    if done.code() == Some(0) && done.stderr.starts_with("Copied ") {
+        return skip(
+            "an_interrupt_is_one_error",
+            "the copy ended before the signal came",
+        );
+    }
+    done.expect_code(130, "SIGINT");
+    let said = done.stderr.lines().collect::<Vec<_>>();
+    let once = said.len() == 1 && said[0].starts_with("error: interrupted: stopped after ");
+    assert!(once, "one interrupted error, nothing per file: {said:#?}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // selection like cargo
 // ---------------------------------------------------------------------------------------------
