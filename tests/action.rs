@@ -2089,7 +2089,7 @@ fn on_windows_the_zip_asset_is_installed_and_run() {
 #[test]
 fn a_tampered_archive_or_checksum_is_refused_before_extracting() {
     type Tamper = fn(&Path);
-    let cases: [(&str, Tamper, &str); 3] = [
+    let cases: [(&str, Tamper, &str); 4] = [
         (
             "archive",
             |assets| {
@@ -2116,6 +2116,17 @@ fn a_tampered_archive_or_checksum_is_refused_before_extracting() {
             |assets| {
                 let p = assets.join(format!("{}.sha256", asset_name()));
                 fs::write(&p, "not a digest\n").unwrap();
+            },
+            "cargo-fastcp: bad checksum file",
+        ),
+        (
+            // The right digest of the archive, but vouching for another file.
+            "file name in the checksum file",
+            |assets| {
+                let p = assets.join(format!("{}.sha256", asset_name()));
+                let text = fs::read_to_string(&p).unwrap();
+                let digest = text.split_whitespace().next().unwrap();
+                fs::write(&p, format!("{digest}  cargo-fastcp-other.tar.gz\n")).unwrap();
             },
             "cargo-fastcp: bad checksum file",
         ),
