@@ -335,12 +335,7 @@ fn an_artifact_older_than_its_sources_is_said_and_refused_with_require_fresh() {
     let later = SystemTime::now() + Duration::from_secs(60);
     let outside = tmp.path().join("registry-src.rs");
     fs::write(&outside, "// not ours\n").unwrap();
-    fs::File::options()
-        .write(true)
-        .open(&outside)
-        .unwrap()
-        .set_modified(later)
-        .unwrap();
+    set_modified(&outside, later);
     let dep_info = ws.join("target/debug/app.d");
     let mut text = fs::read_to_string(&dep_info).unwrap();
     let first_line_end = text.find('\n').unwrap();
@@ -353,12 +348,7 @@ fn an_artifact_older_than_its_sources_is_said_and_refused_with_require_fresh() {
 
     // The proc-macro dependency's source counts too: it is in app's dep-info.
     let src = ws.join("derive/src/lib.rs");
-    fs::File::options()
-        .write(true)
-        .open(&src)
-        .unwrap()
-        .set_modified(later)
-        .unwrap();
+    set_modified(&src, later);
     let out = out_of(&tmp, "stale");
     fastcp(&ws, &[], &["-o", &s(&out)]).success().stderr_has(
         "warning: target/debug/app is older than derive/src/lib.rs; run cargo build or use --build",
@@ -372,12 +362,7 @@ fn an_artifact_older_than_its_sources_is_said_and_refused_with_require_fresh() {
     assert_not_exists(&out);
 
     let lib = shared.join("src/lib.rs");
-    fs::File::options()
-        .write(true)
-        .open(&lib)
-        .unwrap()
-        .set_modified(later)
-        .unwrap();
+    set_modified(&lib, later);
     let out = out_of(&tmp, "path-dep");
     fastcp(&ws, &[], &["-o", &s(&out)])
         .success()
@@ -385,6 +370,16 @@ fn an_artifact_older_than_its_sources_is_said_and_refused_with_require_fresh() {
             "warning: target/debug/libplugin.so is older than {}",
             lib.display()
         ));
+}
+
+/// Gives `path` the modification time `when`.
+fn set_modified(path: &Path, when: SystemTime) {
+    fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(when)
+        .unwrap();
 }
 
 trait NoWarnings {
