@@ -126,7 +126,7 @@ impl Job {
             size: if op == Op::Copy { md.len() } else { 0 },
             mode: mode_of(md),
             mtime: md.modified().ok(),
-            src_id: id_of(md),
+            src_id: file_id(md),
             multi_link: multi_link(md),
             src_root: None,
             src,
@@ -153,14 +153,16 @@ fn mode_of(md: &std::fs::Metadata) -> u32 {
     }
 }
 
+/// A file's identity (device, inode), where the platform has one: hard links, loops and a
+/// destination that is its own source are all found by it.
 #[cfg(unix)]
-fn id_of(md: &std::fs::Metadata) -> Option<(u64, u64)> {
+pub(crate) fn file_id(md: &std::fs::Metadata) -> Option<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
     Some((md.dev(), md.ino()))
 }
 
 #[cfg(not(unix))]
-fn id_of(_md: &std::fs::Metadata) -> Option<(u64, u64)> {
+pub(crate) fn file_id(_md: &std::fs::Metadata) -> Option<(u64, u64)> {
     None
 }
 

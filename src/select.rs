@@ -10,7 +10,7 @@ use crate::cargo::features::{self, FeatureFlags};
 use crate::cargo::naming::{profile_dir, Platform};
 use crate::config::{Config, CrateKind, TargetSelection};
 use crate::error::{PlanError, StaleArtifact};
-use crate::plan::{Feed, Job, Kind, Op, Plan, Publisher, Remark, Selection};
+use crate::plan::{file_id, Feed, Job, Kind, Op, Plan, Publisher, Remark, Selection};
 use crate::spec;
 use crate::walk::PatternWalk;
 
@@ -258,19 +258,19 @@ fn check_same_files(plan: &Plan) -> Result<(), PlanError> {
     if plan.out_dir.as_os_str().is_empty() || !plan.out_dir.exists() {
         return Ok(());
     }
-    #[cfg(unix)]
+    for job in plan
+        .jobs
+        .iter()
+        .filter(|j| j.op == Op::Copy && j.src_id.is_some())
     {
-        use std::os::unix::fs::MetadataExt;
-        for job in plan.jobs.iter().filter(|j| j.op == Op::Copy) {
-            let Ok(d) = std::fs::metadata(&job.dst) else {
-                continue;
-            };
-            if job.src_id == Some((d.dev(), d.ino())) {
-                return Err(PlanError::SameFile {
-                    src: job.src.clone(),
-                    dst: job.dst.clone(),
-                });
-            }
+        let Ok(d) = std::fs::metadata(&job.dst) else {
+            continue;
+        };
+        if job.src_id == file_id(&d) {
+            return Err(PlanError::SameFile {
+                src: job.src.clone(),
+                dst: job.dst.clone(),
+            });
         }
     }
     Ok(())

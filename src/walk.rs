@@ -7,21 +7,10 @@ use std::sync::Arc;
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
 use crate::error::PlanError;
-use crate::plan::{Job, Kind, Op, Publisher, SourceRoot};
+use crate::plan::{file_id, Job, Kind, Op, Publisher, SourceRoot};
 
 /// Identity of a directory for pruning and loop detection.
 type DirId = (u64, u64);
-
-#[cfg(unix)]
-fn dir_id(md: &Metadata) -> Option<DirId> {
-    use std::os::unix::fs::MetadataExt;
-    Some((md.dev(), md.ino()))
-}
-
-#[cfg(not(unix))]
-fn dir_id(_md: &Metadata) -> Option<DirId> {
-    None
-}
 
 /// Where the walk puts what it finds.
 pub(crate) trait JobSink {
@@ -165,7 +154,7 @@ impl PatternWalk<'_> {
         let base_real = fs::canonicalize(self.base).map_err(|e| PlanError::io(self.base, e))?;
         let mut prune_ids = HashSet::new();
         for p in &self.prune {
-            if let Some(id) = fs::metadata(p).ok().as_ref().and_then(dir_id) {
+            if let Some(id) = fs::metadata(p).ok().as_ref().and_then(file_id) {
                 prune_ids.insert(id);
             }
         }
@@ -230,7 +219,7 @@ impl PatternWalk<'_> {
                 if let Ok(md) = w.stat(&start) {
                     if md.is_dir() {
                         w.hold(Some(&start));
-                        let mut stack = dir_id(&md).into_iter().collect();
+                        let mut stack = file_id(&md).into_iter().collect();
                         w.search(&start, &prefix, &set, &mut stack)?;
                     }
                 }
@@ -303,7 +292,7 @@ impl Walker<'_, '_> {
     }
 
     fn pruned(&self, md: &Metadata) -> bool {
-        dir_id(md).is_some_and(|id| self.prune_ids.contains(&id))
+        file_id(md).is_some_and(|id| self.prune_ids.contains(&id))
     }
 
     /// Looks for glob matches below `dir`; a matching directory is taken whole.
@@ -339,7 +328,7 @@ impl Walker<'_, '_> {
     }
 
     fn enter(&self, path: &Path, md: &Metadata, stack: &mut Vec<DirId>) -> Result<(), PlanError> {
-        if let Some(id) = dir_id(md) {
+        if let Some(id) = file_id(md) {
             if stack.contains(&id) {
                 return Err(PlanError::SymlinkLoop {
                     path: path.to_path_buf(),
