@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{assert_same_file, assert_tree, copy_tree, Run, BIN};
+use common::{assert_same_file, assert_tree, copy_tree, names, Run, BIN};
 
 /// A private, unbuilt copy of the fixture, and a scratch directory beside it for out-dirs.
 fn private() -> (tempfile::TempDir, PathBuf) {
@@ -61,16 +61,6 @@ fn edit(file: &Path, from: &str, to: &str) {
     fs::write(file, text.replace(from, to)).unwrap();
 }
 
-/// Everything in `dir` (names only, sorted): a leftover staging directory would show here.
-fn entries(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
-}
-
 #[test]
 fn build_stages_what_cargo_built_and_only_the_selected_artifacts() {
     let (tmp, ws) = private();
@@ -93,11 +83,7 @@ fn build_stages_what_cargo_built_and_only_the_selected_artifacts() {
     assert_same_file(&debug.join("app"), &out.join("app"));
     assert_same_file(&debug.join("libplugin.so"), &out.join("libplugin.so"));
     assert_eq!(output_of(&out.join("app")), "hello v1 42");
-    assert_eq!(
-        entries(tmp.path()),
-        ["dist", "ws"],
-        "no staging dir is left"
-    );
+    assert_eq!(names(tmp.path()), ["dist", "ws"], "no staging dir is left");
 
     edit(&ws.join("app/src/main.rs"), "v1", "v2");
     fastcp(&ws, &["--build", "-o", &s(&out)]).success();
@@ -133,7 +119,7 @@ fn a_failed_build_exits_as_cargo_did_and_leaves_the_out_dir_as_it_was() {
     fastcp(&ws, &build).success();
     assert_tree(&out, &["app", "extra", "libplugin.so"]);
     fs::write(out.join("notes.txt"), "kept\n").unwrap();
-    let before: Vec<(String, Vec<u8>)> = entries(&out)
+    let before: Vec<(String, Vec<u8>)> = names(&out)
         .into_iter()
         .map(|n| (n.clone(), fs::read(out.join(&n)).unwrap()))
         .collect();
@@ -158,16 +144,12 @@ fn a_failed_build_exits_as_cargo_did_and_leaves_the_out_dir_as_it_was() {
     run.code(direct.status.code().unwrap())
         .stderr_has("error[E0308]")
         .stderr_has("nothing was copied");
-    let after: Vec<(String, Vec<u8>)> = entries(&out)
+    let after: Vec<(String, Vec<u8>)> = names(&out)
         .into_iter()
         .map(|n| (n.clone(), fs::read(out.join(&n)).unwrap()))
         .collect();
     assert!(before == after, "the out-dir changed");
-    assert_eq!(
-        entries(tmp.path()),
-        ["dist", "ws"],
-        "no staging dir is left"
-    );
+    assert_eq!(names(tmp.path()), ["dist", "ws"], "no staging dir is left");
 }
 
 #[test]
@@ -225,7 +207,7 @@ fn an_expected_artifact_cargo_never_reports_fails_the_run_and_places_nothing() {
         .stderr_has("nothing was copied");
     assert_tree(&out, &["app", "libplugin.so"]);
     assert_eq!(
-        entries(tmp.path()),
+        names(tmp.path()),
         ["cargo-without-features", "dist", "ws"],
         "no staging dir is left"
     );
@@ -245,5 +227,5 @@ fn a_selection_error_stops_the_run_before_cargo_builds_anything() {
         .code(2)
         .stderr_has("requires the features extra");
     assert!(!ws.join("target").exists(), "cargo built something");
-    assert_eq!(entries(tmp.path()), ["ws"], "nothing was written");
+    assert_eq!(names(tmp.path()), ["ws"], "nothing was written");
 }

@@ -10,31 +10,25 @@ mod faultfs;
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::{self, Read, Write};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::io::{self, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::OnceLock;
-use std::thread::JoinHandle;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tempfile::TempDir;
 
+use common::{
+    as_user_with, assert_no_temps, assert_same_file, bin_command, bytes as noise, entries,
+    io_uring_runs_here, is_root, is_temp, put, send_signal, skip, skip_outside_ci, spawn,
+    this_test, Proc, Rng, Tmpfs, Variant, NOBODY,
+};
 use faultfs::Fault;
 
 // ---------------------------------------------------------------------------------------------
 // Harness
 // ---------------------------------------------------------------------------------------------
-
-/// Any single run longer than this is a hang: it is killed and the test fails.
-const RUN_LIMIT: Duration = Duration::from_secs(120);
-
-/// Says why (part of) a test did not run, on the real stderr (libtest captures only the print
-/// macros), so `cargo test` shows it even for a passing test.
-fn skip(test: &str, reason: &str) {
-    let _ = writeln!(io::stderr(), "SKIP {test}: {reason}");
-}
 
 fn tmp() -> TempDir {
     tempfile::Builder::new()
@@ -43,320 +37,23 @@ fn tmp() -> TempDir {
         .expect("tempdir")
 }
 
-fn fastcp(args: &[&std::ffi::OsStr]) -> Command {
-    let mut c = Command::new(common::BIN);
-    for v in [
-        "CARGO_TARGET_DIR",
-        "CARGO_BUILD_TARGET_DIR",
-        "CARGO_BUILD_TARGET",
-    ] {
-        c.env_remove(v);
-    }
-    c.args(args);
-    c
-}
-
-/// A spawned run whose stdout and stderr are drained by threads (a chatty child never blocks).
-struct Proc {
-    child: Child,
-    out: Option<JoinHandle<Vec<u8>>>,
-    err: Option<JoinHandle<Vec<u8>>>,
-}
-
-struct Done {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-    elapsed: Duration,
-}
-
-fn drain(mut r: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
-    std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = r.read_to_end(&mut v);
-        v
-    })
-}
-
-fn spawn(mut cmd: Command) -> Proc {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
-    let out = child.stdout.take().map(drain);
-    let err = child.stderr.take().map(drain);
-    Proc { child, out, err }
-}
-
-impl Proc {
-    fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-
-    fn try_status(&mut self) -> Option<ExitStatus> {
-        self.child.try_wait().ok().flatten()
-    }
-
-    /// Waits at most `limit`; on time-out kills the child and panics with its output.
-    fn wait_within(mut self, limit: Duration) -> Done {
-        let start = Instant::now();
-        let status = loop {
-            if let Some(s) = self.child.try_wait().expect("try_wait") {
-                break Some(s);
-            }
-            if start.elapsed() > limit {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        };
-        let elapsed = start.elapsed();
-        let text = |h: Option<JoinHandle<Vec<u8>>>| {
-            String::from_utf8_lossy(&h.map(|h| h.join().unwrap()).unwrap_or_default()).into_owned()
-        };
-        let (stdout, stderr) = (text(self.out.take()), text(self.err.take()));
-        match status {
-            Some(status) => Done {
-                status,
-                stdout,
-                stderr,
-                elapsed,
-            },
-            None => panic!(
-                "still running after {limit:?} (a hang); killed\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
-            ),
-        }
-    }
-
-    fn wait(self) -> Done {
-        self.wait_within(RUN_LIMIT)
-    }
-}
-
-impl Done {
-    fn code(&self) -> Option<i32> {
-        self.status.code()
-    }
-
-    fn describe(&self) -> String {
-        format!(
-            "status {:?} after {:?}\n--- stdout\n{}\n--- stderr\n{}",
-            self.status, self.elapsed, self.stdout, self.stderr
-        )
-    }
-
-    fn json(&self) -> Vec<Value> {
-        self.stdout
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| {
-                serde_json::from_str(l)
-                    .unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}\n{}", self.describe()))
-            })
-            .collect()
-    }
-
-    #[track_caller]
-    fn expect_code(&self, code: i32, what: &str) {
-        assert_eq!(self.code(), Some(code), "{what}: {}", self.describe());
-    }
-
-    /// `failed` JSON lines: source path → error text.
-    fn failures(&self) -> HashMap<String, String> {
-        self.json()
-            .iter()
-            .filter(|l| l["reason"] == "failed")
-            .map(|l| {
-                (
-                    l["src"].as_str().unwrap_or("").to_string(),
-                    l["error"].as_str().unwrap_or("").to_string(),
-                )
-            })
-            .collect()
-    }
+/// The binary under test (every path it is given is absolute).
+fn fastcp() -> Command {
+    bin_command(Path::new("/"))
 }
 
 /// `cargo-fastcp -o OUT --from FROM --message-format json <variant flags> ARGS... '**'`.
-fn tree_copy(from: &Path, out: &Path, variant: &str, extra: &[&str]) -> Command {
-    let mut c = fastcp(&[]);
+fn tree_copy(from: &Path, out: &Path, variant: Variant, extra: &[&str]) -> Command {
+    let mut c = fastcp();
     c.arg("-o")
         .arg(out)
         .arg("--from")
         .arg(from)
         .args(["--message-format", "json"])
-        .args(eargs(variant))
+        .args(variant.args())
         .args(extra)
         .arg("**");
     c
-}
-
-// ---------------------------------------------------------------------------------------------
-// Engines and copy methods
-// ---------------------------------------------------------------------------------------------
-
-/// `Ok` when `--engine io-uring` runs here, else the binary's own reason.
-fn io_uring_available() -> &'static Result<(), String> {
-    static AVAILABLE: OnceLock<Result<(), String>> = OnceLock::new();
-    AVAILABLE.get_or_init(|| {
-        let t = tmp();
-        fs::write(t.path().join("f"), "x").unwrap();
-        let mut c = fastcp(&[]);
-        c.current_dir(t.path()).args([
-            "--dry-run",
-            "--engine",
-            "io-uring",
-            "-o",
-            "out",
-            "--from",
-            ".",
-            "f",
-        ]);
-        let d = spawn(c).wait();
-        if d.code() == Some(0) {
-            Ok(())
-        } else {
-            Err(format!(
-                "the binary says (exit {:?}): {}",
-                d.code(),
-                d.stderr.trim()
-            ))
-        }
-    })
-}
-
-/// The flags of a variant: `portable`, `io-uring`, or `io-uring+<copy-method>`.
-fn eargs(variant: &str) -> Vec<&str> {
-    match variant.split_once('+') {
-        Some((engine, method)) => vec!["--engine", engine, "--copy-method", method],
-        None => vec!["--engine", variant],
-    }
-}
-
-/// False (and a SKIP line) when `variant` needs io-uring and it is not available here.
-fn runs_here(test: &str, variant: &str) -> bool {
-    if variant.starts_with("io-uring") {
-        if let Err(why) = io_uring_available() {
-            skip(test, &format!("{variant} not run: {why}"));
-            return false;
-        }
-    }
-    true
-}
-
-/// One named test per engine and copy method, each calling `$f(variant)`.
-macro_rules! per_variant {
-    ($($module:ident => $f:ident;)*) => {$(
-        mod $module {
-            #[test]
-            fn portable() {
-                super::$f("portable")
-            }
-            #[test]
-            fn io_uring_auto() {
-                super::$f("io-uring")
-            }
-            #[test]
-            fn io_uring_buffer_ring() {
-                super::$f("io-uring+buffer-ring")
-            }
-            #[test]
-            fn io_uring_copy_file_range() {
-                super::$f("io-uring+copy-file-range")
-            }
-            #[test]
-            fn io_uring_splice() {
-                super::$f("io-uring+splice")
-            }
-        }
-    )*};
-}
-
-// ---------------------------------------------------------------------------------------------
-// Trees and checks
-// ---------------------------------------------------------------------------------------------
-
-/// Deterministic, incompressible-looking bytes (so a short or mixed copy never compares equal).
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut v = Vec::with_capacity(len + 8);
-    while v.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.extend_from_slice(&x.to_le_bytes());
-    }
-    v.truncate(len);
-    v
-}
-
-fn put(path: &Path, data: &[u8]) {
-    fs::create_dir_all(path.parent().unwrap()).unwrap();
-    fs::write(path, data).unwrap();
-}
-
-/// Every entry below `dir` (not following symlinks), relative, sorted.
-fn entries(dir: &Path) -> Vec<PathBuf> {
-    fn go(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
-        let Ok(rd) = fs::read_dir(dir) else { return };
-        for e in rd.flatten() {
-            let p = e.path();
-            out.push(p.strip_prefix(root).unwrap().to_path_buf());
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                go(root, &p, out);
-            }
-        }
-    }
-    let mut v = Vec::new();
-    go(dir, dir, &mut v);
-    v.sort();
-    v
-}
-
-fn is_temp(p: &Path) -> bool {
-    p.file_name()
-        .is_some_and(|n| n.to_string_lossy().starts_with(".fastcp-"))
-}
-
-#[track_caller]
-fn assert_no_temps(dir: &Path) {
-    let temps: Vec<PathBuf> = entries(dir).into_iter().filter(|p| is_temp(p)).collect();
-    assert!(
-        temps.is_empty(),
-        "temporary files left in {}: {temps:?}",
-        dir.display()
-    );
-}
-
-/// `dst` has exactly `src`'s bytes, mode and mtime.
-#[track_caller]
-fn assert_exact(src: &Path, dst: &Path) {
-    let (s, d) = (
-        fs::metadata(src).unwrap(),
-        fs::symlink_metadata(dst).unwrap(),
-    );
-    assert!(d.is_file(), "{} is not a regular file", dst.display());
-    let (sb, db) = (fs::read(src).unwrap(), fs::read(dst).unwrap());
-    assert!(
-        sb == db,
-        "{} differs from its source {} ({} bytes, source {})",
-        dst.display(),
-        src.display(),
-        db.len(),
-        sb.len()
-    );
-    assert_eq!(
-        d.mode() & 0o7777,
-        s.mode() & 0o7777,
-        "mode of {}",
-        dst.display()
-    );
-    assert_eq!(
-        (d.mtime(), d.mtime_nsec()),
-        (s.mtime(), s.mtime_nsec()),
-        "mtime of {}",
-        dst.display()
-    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -416,12 +113,9 @@ fn fuse_faults(direct_io: bool) -> faultfs::Options {
 /// Copies the fault tree through FUSE with `variant`: the faulty files are reported by path with
 /// their cause, exit 1, nothing under their names and no temporary; every other file (short and
 /// slow answers included) exact; no hang.
-fn fuse_case(test: &str, variant: &str, direct_io: bool) {
-    if !runs_here(test, variant) {
-        return;
-    }
+fn fuse_case(variant: Variant, direct_io: bool) {
     if let Some(why) = faultfs::unavailable() {
-        return skip(test, &why);
+        return skip_outside_ci(&this_test(), &why);
     }
     let t = tmp();
     let (backing, mnt, out) = (
@@ -460,7 +154,7 @@ fn fuse_case(test: &str, variant: &str, direct_io: bool) {
     let grew = failures.get(&src("bad/grows.bin"));
     match grew {
         Some(err) => assert!(err.contains("changed while it was copied"), "{err}"),
-        None => assert_exact(&backing.join("bad/grows.bin"), &out.join("bad/grows.bin")),
+        None => assert_same_file(&backing.join("bad/grows.bin"), &out.join("bad/grows.bin")),
     }
     assert_eq!(
         failures.len(),
@@ -473,7 +167,7 @@ fn fuse_case(test: &str, variant: &str, direct_io: bool) {
         "odd/short-small.bin",
         "odd/slow.bin",
     ]) {
-        assert_exact(&backing.join(name), &out.join(name));
+        assert_same_file(&backing.join(name), &out.join(name));
     }
     assert_no_temps(&out);
     assert!(
@@ -489,72 +183,19 @@ fn fuse_case(test: &str, variant: &str, direct_io: bool) {
     drop(m);
 }
 
-fn fuse_page_cache(variant: &str) {
-    fuse_case("fuse_page_cache", variant, false)
+fn fuse_page_cache(variant: Variant) {
+    fuse_case(variant, false)
 }
+method_cases!(fuse_page_cache);
 
-fn fuse_direct_io(variant: &str) {
-    fuse_case("fuse_direct_io", variant, true)
+fn fuse_direct_io(variant: Variant) {
+    fuse_case(variant, true)
 }
-
-per_variant! {
-    fuse_page_cache => fuse_page_cache;
-    fuse_direct_io => fuse_direct_io;
-}
-
-/// A tmpfs mounted for one test; detached on drop, even when the test panics.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Result<Tmpfs, String> {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
-            return Err("not root: cannot mount a tmpfs".into());
-        }
-        fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-        let st = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0755"),
-                "tmpfs",
-            ])
-            .arg(dir)
-            .status()
-            .map_err(|e| format!("mount: {e}"))?;
-        if !st.success() {
-            return Err(format!("mount -t tmpfs failed: {st}"));
-        }
-        Ok(Tmpfs(dir.to_path_buf()))
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
+method_cases!(fuse_direct_io);
 
 // ---------------------------------------------------------------------------------------------
 // 2. Kills at random points
 // ---------------------------------------------------------------------------------------------
-
-/// xorshift64*: a seeded generator, so a failing iteration can be replayed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
 
 /// A tree of `files` files in nested directories: most small, 3% just above the 64 KiB auto
 /// threshold, one in 2,000 of 4 MiB; modes 0644/0755/0600 and distinct mtimes.
@@ -582,30 +223,8 @@ fn check_killed_out(src: &Path, out: &Path, context: &str) -> usize {
     for rel in entries(out) {
         let p = out.join(&rel);
         assert!(!is_temp(&rel), "{context}: temporary left: {}", p.display());
-        let md = fs::symlink_metadata(&p).unwrap();
-        if md.is_file() {
-            let s = src.join(&rel);
-            let (sb, db) = (fs::read(&s).unwrap(), fs::read(&p).unwrap());
-            assert!(
-                sb == db,
-                "{context}: {} is not whole ({} of {} bytes)",
-                p.display(),
-                db.len(),
-                sb.len()
-            );
-            let sm = fs::metadata(&s).unwrap();
-            assert_eq!(
-                md.mode() & 0o7777,
-                sm.mode() & 0o7777,
-                "{context}: mode of {}",
-                p.display()
-            );
-            assert_eq!(
-                (md.mtime(), md.mtime_nsec()),
-                (sm.mtime(), sm.mtime_nsec()),
-                "{context}: mtime of {}",
-                p.display()
-            );
+        if fs::symlink_metadata(&p).unwrap().is_file() {
+            assert_same_file(&src.join(&rel), &p);
             whole += 1;
         }
     }
@@ -637,15 +256,11 @@ fn kills_at_random_points_leave_only_whole_files_and_a_rerun_completes() {
                 .as_nanos() as u64
                 | 1
         });
-    let mut variants = vec!["portable"];
-    if runs_here(NAME, "io-uring") {
-        variants.extend([
-            "io-uring",
-            "io-uring+buffer-ring",
-            "io-uring+copy-file-range",
-            "io-uring+splice",
-        ]);
-    }
+    let uring = io_uring_runs_here(NAME);
+    let variants: Vec<Variant> = Variant::ALL
+        .into_iter()
+        .filter(|v| uring || !v.is_io_uring())
+        .collect();
     let t = tmp();
     // On a tmpfs where one can be mounted (root): 50 runs of 5,000 files would otherwise spend
     // most of their time waiting for the disk.
@@ -658,34 +273,36 @@ fn kills_at_random_points_leave_only_whole_files_and_a_rerun_completes() {
     let src = root.join("src");
     kill_tree(&src, 5_000);
     // A normal run's length, per variant: the kill delay is drawn from 0..=100% of it.
-    let mut normal = HashMap::new();
-    for v in &variants {
-        let out = root.join("timing");
-        let d = spawn(tree_copy(&src, &out, v, &[])).wait();
-        d.expect_code(0, "an undisturbed run");
-        normal.insert(*v, d.elapsed);
-        fs::remove_dir_all(&out).unwrap();
-    }
-    let mut rng = Rng(seed);
+    let normal: Vec<Duration> = variants
+        .iter()
+        .map(|&v| {
+            let out = root.join("timing");
+            let started = Instant::now();
+            let d = spawn(tree_copy(&src, &out, v, &[])).wait();
+            let took = started.elapsed();
+            d.expect_code(0, "an undisturbed run");
+            fs::remove_dir_all(&out).unwrap();
+            took
+        })
+        .collect();
+    let mut rng = Rng::new(seed);
     let runs = kill_runs();
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         for run in 0..runs {
-            let v = variants[rng.below(variants.len() as u64) as usize];
-            let delay = normal[v].mul_f64(rng.below(1001) as f64 / 1000.0);
+            let k = rng.below(variants.len() as u64) as usize;
+            let (v, delay) = (
+                variants[k],
+                normal[k].mul_f64(rng.below(1001) as f64 / 1000.0),
+            );
             let out = root.join(format!("out{run}"));
-            let mut p = spawn(tree_copy(&src, &out, v, &[]));
+            let p = spawn(tree_copy(&src, &out, v, &[]));
             std::thread::sleep(delay);
-            // SAFETY: kill on a child we spawned and have not reaped.
-            unsafe { libc::kill(p.pid(), libc::SIGKILL) };
-            let _ = p.try_status();
+            send_signal(p.pid(), libc::SIGKILL);
             let _ = p.wait();
             let context = format!("run {run} ({v}, killed after {delay:?})");
             let whole = check_killed_out(&src, &out, &context);
             let d = spawn(tree_copy(&src, &out, v, &[])).wait();
-            d.expect_code(
-                0,
-                &format!("{context}: the rerun after {whole} whole files"),
-            );
+            d.expect_code(0, format!("{context}: the rerun after {whole} whole files"));
             let all = check_killed_out(&src, &out, &format!("{context}, rerun"));
             assert_eq!(all, 5_000, "{context}: the rerun completes the copy");
             fs::remove_dir_all(&out).unwrap();
@@ -709,11 +326,7 @@ fn kills_at_random_points_leave_only_whole_files_and_a_rerun_completes() {
 /// partial stands under a final name, what was placed stays whole, and once the device is full
 /// the engine stops starting files: the rest are reported as not copied (the human output says
 /// so once, with the count), not opened and failed one by one.
-fn enospc_case(variant: &str) {
-    const NAME: &str = "enospc";
-    if !runs_here(NAME, variant) {
-        return;
-    }
+fn enospc(variant: Variant) {
     let t = tmp();
     let src = t.path().join("src");
     for i in 0..4 {
@@ -729,7 +342,7 @@ fn enospc_case(variant: &str) {
     let mnt = t.path().join("mnt");
     let _fs = match Tmpfs::mount(&mnt, "8m") {
         Ok(m) => m,
-        Err(e) => return skip(NAME, &e),
+        Err(e) => return skip_outside_ci(&this_test(), &e),
     };
     let out = mnt.join("out");
     // `-j1` and one file in flight keep the order (large first, then walk order) deterministic
@@ -788,16 +401,16 @@ fn enospc_case(variant: &str) {
             dst.display()
         );
     }
-    let whole = check_killed_out(&src, &out, variant);
+    let whole = check_killed_out(&src, &out, &variant.to_string());
     assert_eq!(whole, copied, "every copied file stands whole");
     // The human report says it once, not 3,000 times.
     let _ = fs::remove_dir_all(&out);
-    let mut c = fastcp(&[]);
+    let mut c = fastcp();
     c.arg("-o")
         .arg(&out)
         .arg("--from")
         .arg(&src)
-        .args(eargs(variant));
+        .args(variant.args());
     c.args(["-j1", "--max-in-flight", "1", "**"]);
     let h = spawn(c).wait();
     h.expect_code(1, "human output");
@@ -810,9 +423,7 @@ fn enospc_case(variant: &str) {
     assert!(h.stderr.contains("No space left on device"), "{}", h.stderr);
 }
 
-per_variant! {
-    enospc => enospc_case;
-}
+method_cases!(enospc);
 
 // ---------------------------------------------------------------------------------------------
 // 4. Contention
@@ -833,10 +444,16 @@ fn contention_tree(src: &Path) {
 /// every run succeeds and every file ends whole.
 fn concurrent_runs(runs: usize) {
     let name = format!("concurrent_runs_{runs}");
-    let mut variants = vec!["portable"];
-    if runs_here(&name, "io-uring") {
-        variants.extend(["io-uring", "io-uring+buffer-ring", "io-uring+splice"]);
-    }
+    let uring = io_uring_runs_here(&name);
+    let variants: Vec<Variant> = [
+        Variant::Portable,
+        Variant::IoUringAuto,
+        Variant::IoUringBufferRing,
+        Variant::IoUringSplice,
+    ]
+    .into_iter()
+    .filter(|v| uring || !v.is_io_uring())
+    .collect();
     let t = tmp();
     let src = t.path().join("src");
     contention_tree(&src);
@@ -853,18 +470,18 @@ fn concurrent_runs(runs: usize) {
             .enumerate()
             .map(|(k, sel)| {
                 let v = variants[k % variants.len()];
-                let mut c = fastcp(&[]);
+                let mut c = fastcp();
                 c.arg("-o")
                     .arg(&out)
                     .arg("--from")
                     .arg(&src)
-                    .args(eargs(v))
+                    .args(v.args())
                     .arg(sel);
                 spawn(c)
             })
             .collect();
         for p in procs {
-            p.wait().expect_code(0, &format!("{name}, round {round}"));
+            p.wait().expect_code(0, format!("{name}, round {round}"));
         }
         let whole = check_killed_out(&src, &out, &name);
         assert!(whole > 0);
@@ -887,11 +504,7 @@ fn four_concurrent_runs_into_one_out_dir() {
 /// A run while another process keeps replacing the sources (each a new whole version, of
 /// another size, renamed over the old one): every copied file is exactly one version, never a
 /// mix; a file reported failed names its path.
-fn rewritten_sources(variant: &str) {
-    const NAME: &str = "rewritten_sources";
-    if !runs_here(NAME, variant) {
-        return;
-    }
+fn rewritten_sources(variant: Variant) {
     let t = tmp();
     let src = t.path().join("src");
     let version = |i: usize, v: usize| {
@@ -921,12 +534,12 @@ fn rewritten_sources(variant: &str) {
     let mut outcomes = Vec::new();
     for round in 0..4 {
         let out = t.path().join(format!("out{round}"));
-        let mut c = fastcp(&[]);
+        let mut c = fastcp();
         c.arg("-o")
             .arg(&out)
             .arg("--from")
             .arg(&src)
-            .args(eargs(variant));
+            .args(variant.args());
         c.args(["--message-format", "json", "f*.bin"]);
         outcomes.push((out, spawn(c).wait()));
     }
@@ -951,15 +564,11 @@ fn rewritten_sources(variant: &str) {
     }
 }
 
-per_variant! {
-    rewritten_sources => rewritten_sources;
-}
+method_cases!(rewritten_sources);
 
 // ---------------------------------------------------------------------------------------------
 // 7. Error paths found by reading the code
 // ---------------------------------------------------------------------------------------------
-
-const NOBODY: libc::uid_t = 65534;
 
 /// Processes (threads included) uid `uid` has now: RLIMIT_NPROC counts them all.
 fn tasks_of(uid: libc::uid_t) -> u64 {
@@ -983,41 +592,6 @@ fn tasks_of(uid: libc::uid_t) -> u64 {
         }
     }
     n
-}
-
-/// The child runs as uid/gid 65534 with `limits` (resource, value) set first.
-fn as_nobody_with(cmd: &mut Command, limits: Vec<(libc::__rlimit_resource_t, u64)>) {
-    as_user_with(cmd, NOBODY, limits)
-}
-
-/// The child runs as uid/gid `uid` with `limits` (resource, value) set first.
-fn as_user_with(
-    cmd: &mut Command,
-    uid: libc::uid_t,
-    limits: Vec<(libc::__rlimit_resource_t, u64)>,
-) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: only async-signal-safe libc calls between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            for &(res, v) in &limits {
-                let lim = libc::rlimit {
-                    rlim_cur: v,
-                    rlim_max: v,
-                };
-                if libc::setrlimit(res, &lim) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-            }
-            if libc::setgroups(0, std::ptr::null()) != 0
-                || libc::setgid(uid) != 0
-                || libc::setuid(uid) != 0
-            {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
 }
 
 /// A uid no other test (nor, normally, anything else) runs as: RLIMIT_NPROC counts every task
@@ -1053,16 +627,15 @@ fn nobody_tree(t: &TempDir) -> (PathBuf, PathBuf) {
 #[test]
 fn portable_engine_copies_when_worker_threads_cannot_start() {
     const NAME: &str = "portable_engine_copies_when_worker_threads_cannot_start";
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return skip(
+    if !is_root() {
+        return skip_outside_ci(
             NAME,
             "not root: cannot run the binary as another user under RLIMIT_NPROC",
         );
     }
     let t = tmp();
     let (src, out) = nobody_tree(&t);
-    let mut c = tree_copy(&src, &out, "portable", &["-j", "4"]);
+    let mut c = tree_copy(&src, &out, Variant::Portable, &["-j", "4"]);
     // The main thread, the plan's feed and the engine's own thread; no room for workers.
     as_user_with(
         &mut c,
@@ -1078,7 +651,7 @@ fn portable_engine_copies_when_worker_threads_cannot_start() {
     );
     for rel in entries(&src) {
         if src.join(&rel).is_file() {
-            assert_exact(&src.join(&rel), &out.join(&rel));
+            assert_same_file(&src.join(&rel), &out.join(&rel));
         }
     }
 }
@@ -1090,21 +663,20 @@ fn portable_engine_copies_when_worker_threads_cannot_start() {
 #[test]
 fn io_uring_worker_without_a_ring_hands_its_files_to_blocking_copies() {
     const NAME: &str = "io_uring_worker_without_a_ring_hands_its_files_to_blocking_copies";
-    if !runs_here(NAME, "io-uring") {
+    if !io_uring_runs_here(NAME) {
         return;
     }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return skip(
+    if !is_root() {
+        return skip_outside_ci(
             NAME,
             "not root: cannot run the binary as another user under RLIMIT_MEMLOCK",
         );
     }
     let t = tmp();
     let (src, out) = nobody_tree(&t);
-    let mut c = tree_copy(&src, &out, "io-uring+buffer-ring", &["-j", "2"]);
+    let mut c = tree_copy(&src, &out, Variant::IoUringBufferRing, &["-j", "2"]);
     c.env("CARGO_FASTCP_URING_BUFFERS", "32768");
-    as_nobody_with(&mut c, vec![(libc::RLIMIT_MEMLOCK, 256 << 10)]);
+    as_user_with(&mut c, NOBODY, vec![(libc::RLIMIT_MEMLOCK, 256 << 10)]);
     let d = spawn(c).wait();
     if d.code() == Some(2) && d.stderr.contains("not available") {
         return skip(
@@ -1118,7 +690,7 @@ fn io_uring_worker_without_a_ring_hands_its_files_to_blocking_copies() {
     );
     for rel in entries(&src) {
         if src.join(&rel).is_file() {
-            assert_exact(&src.join(&rel), &out.join(&rel));
+            assert_same_file(&src.join(&rel), &out.join(&rel));
         }
     }
 }
@@ -1132,11 +704,7 @@ fn io_uring_worker_without_a_ring_hands_its_files_to_blocking_copies() {
 /// as `out/a` appears, 20 ms and 100 ms later). Nothing may appear in the other directory:
 /// files go where the held directory went (`out/a.moved`, inside the out-dir) or fail with
 /// their path (ELOOP), never through the link. Every file under a final name is whole.
-fn swapped_out_dir_component(variant: &str) {
-    const NAME: &str = "swapped_out_dir_component";
-    if !runs_here(NAME, variant) {
-        return;
-    }
+fn swapped_out_dir_component(variant: Variant) {
     let t = tmp();
     let src = t.path().join("src");
     for i in 0..3_000 {
@@ -1192,9 +760,7 @@ fn swapped_out_dir_component(variant: &str) {
     }
 }
 
-per_variant! {
-    swapped_out_dir_component => swapped_out_dir_component;
-}
+method_cases!(swapped_out_dir_component);
 
 /// The bytes of source file `i` (`outside`: of the file of the same name in the directory a
 /// source directory is swapped to).
@@ -1210,11 +776,7 @@ fn swap_bytes(i: usize, outside: bool) -> Vec<u8> {
 /// reach the out-dir: sources are opened beneath the directory the walk held, no link followed,
 /// so a swapped file is read from where the held directory went or fails with its path
 /// (ELOOP/ENOENT). Every file under a final name is the source's own bytes.
-fn swapped_source_component(variant: &str) {
-    const NAME: &str = "swapped_source_component";
-    if !runs_here(NAME, variant) {
-        return;
-    }
+fn swapped_source_component(variant: Variant) {
     let t = tmp();
     let src = t.path().join("src");
     let outside = t.path().join("outside");
@@ -1299,6 +861,4 @@ fn swapped_source_component(variant: &str) {
     }
 }
 
-per_variant! {
-    swapped_source_component => swapped_source_component;
-}
+method_cases!(swapped_source_component);

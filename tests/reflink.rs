@@ -17,7 +17,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::BIN;
+use common::{is_root, BIN};
 
 const MIB: usize = 1 << 20;
 
@@ -31,11 +31,6 @@ impl Drop for Mounted {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg(&self.dir).status();
     }
-}
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
 }
 
 /// Makes a `size`-byte image with `mkfs` and mounts it. `None` (after a printed SKIP) where

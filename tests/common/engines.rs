@@ -107,6 +107,15 @@ pub enum Variant {
 }
 
 impl Variant {
+    /// Every engine and copy method (what [`method_cases!`] names).
+    pub const ALL: [Variant; 5] = [
+        Variant::Portable,
+        Variant::IoUringAuto,
+        Variant::IoUringBufferRing,
+        Variant::IoUringCopyFileRange,
+        Variant::IoUringSplice,
+    ];
+
     /// The engine as the summary names it.
     pub fn engine(self) -> &'static str {
         match self {

@@ -23,6 +23,14 @@ pub fn skip(test: &str, reason: &str) {
     let _ = writeln!(io::stderr(), "SKIP {test}: {reason}");
 }
 
+/// [`skip`], except in CI ([`in_ci`]): what the test needs (root, a mount, a tool) is part of the
+/// CI machine, so its absence there is a failure, not a skip.
+#[track_caller]
+pub fn skip_outside_ci(test: &str, reason: &str) {
+    assert!(!in_ci(), "{test} must run in CI but cannot: {reason}");
+    skip(test, reason)
+}
+
 /// The running test's name (libtest names each test's thread after it): for `SKIP` lines and
 /// notes, without a constant that repeats the function's name.
 pub fn this_test() -> String {
@@ -127,6 +135,17 @@ impl Done {
     #[track_caller]
     pub fn expect_code(&self, code: i32, what: impl std::fmt::Display) {
         assert_eq!(self.code(), Some(code), "{what}: {}", self.describe());
+    }
+
+    /// The `failed` JSON lines of a `--message-format json` run: source path → error text.
+    pub fn failures(&self) -> std::collections::HashMap<String, String> {
+        reason(&self.json(), "failed")
+            .into_iter()
+            .map(|l| {
+                let text = |k: &str| l[k].as_str().unwrap_or("").to_string();
+                (text("src"), text("error"))
+            })
+            .collect()
     }
 }
 

@@ -19,12 +19,31 @@ pub const NOBODY: libc::uid_t = 65534;
 
 /// Makes the child drop to uid/gid 65534 (and no supplementary groups) before exec.
 pub fn as_nobody(cmd: &mut Command) {
+    as_user_with(cmd, NOBODY, Vec::new());
+}
+
+/// Makes the child set `limits` (resource, value: soft and hard) and then drop to uid/gid `uid`
+/// (no supplementary groups) before exec: a process that fails under a limit root ignores.
+pub fn as_user_with(
+    cmd: &mut Command,
+    uid: libc::uid_t,
+    limits: Vec<(libc::__rlimit_resource_t, u64)>,
+) {
     // SAFETY: only async-signal-safe libc calls between fork and exec.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
+            for &(res, v) in &limits {
+                let lim = libc::rlimit {
+                    rlim_cur: v,
+                    rlim_max: v,
+                };
+                if libc::setrlimit(res, &lim) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
             if libc::setgroups(0, std::ptr::null()) != 0
-                || libc::setgid(NOBODY) != 0
-                || libc::setuid(NOBODY) != 0
+                || libc::setgid(uid) != 0
+                || libc::setuid(uid) != 0
             {
                 return Err(io::Error::last_os_error());
             }

@@ -32,6 +32,16 @@ pub fn walk(root: &Path) -> BTreeMap<PathBuf, fs::Metadata> {
     out
 }
 
+/// The names in `dir` itself, directories too, sorted: a leftover staging directory shows here.
+pub fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
 /// Every entry below `dir` (not following symlinks), relative, sorted.
 pub fn entries(dir: &Path) -> Vec<PathBuf> {
     walk(dir).into_keys().collect()
@@ -201,16 +211,16 @@ pub fn assert_faithful_copy(src: &Path, dst: &Path) {
     );
 }
 
+/// Whether `p` is a staging temporary's name (`.fastcp-*`).
+pub fn is_temp(p: &Path) -> bool {
+    p.file_name()
+        .is_some_and(|n| n.as_bytes().starts_with(b".fastcp-"))
+}
+
 /// Asserts no staging temporary (`.fastcp-*`) is left anywhere below `dir`.
 #[track_caller]
 pub fn assert_no_temps(dir: &Path) {
-    let temps: Vec<PathBuf> = entries(dir)
-        .into_iter()
-        .filter(|p| {
-            p.file_name()
-                .is_some_and(|n| n.as_bytes().starts_with(b".fastcp-"))
-        })
-        .collect();
+    let temps: Vec<PathBuf> = entries(dir).into_iter().filter(|p| is_temp(p)).collect();
     assert!(
         temps.is_empty(),
         "temporary files left in {}: {temps:?}",
