@@ -695,6 +695,63 @@ fn io_uring_worker_without_a_ring_hands_its_files_to_blocking_copies() {
     }
 }
 
+/// `--fsync` into an out-dir whose parent and grandparent do not exist yet: the directories that
+/// gained an entry (the existing ancestor, each new one) are flushed as well as the out-dir and
+/// what is below it (`strace -y` names each fsynced descriptor's path). Before, a new out-dir's
+/// own name was never flushed: a crash could lose the whole copy after success was reported.
+fn fsync_flushes_the_entries_of_a_new_out_dir(variant: Variant) {
+    let t = tmp();
+    let src = t.path().join("src");
+    put(&src.join("d/f.bin"), &noise(10_000, 1));
+    let base = fs::canonicalize(t.path()).unwrap();
+    let out = base.join("new/deeper/out");
+    let log = base.join("strace.txt");
+    let mut c = Command::new("strace");
+    c.args(["-f", "-y", "-e", "trace=fsync,fdatasync", "-o"])
+        .arg(&log)
+        .arg(common::BIN)
+        .arg("-o")
+        .arg(&out)
+        .arg("--from")
+        .arg(&src)
+        .args(variant.args())
+        .args(["--fsync", "**"]);
+    for v in common::SCRUBBED_ENV {
+        c.env_remove(v);
+    }
+    let d = match c.stdin(std::process::Stdio::null()).output() {
+        Ok(o) => common::Done::from(o),
+        Err(e) => return skip_outside_ci(&this_test(), &format!("strace is not available: {e}")),
+    };
+    let text = fs::read_to_string(&log).unwrap_or_default();
+    if d.code() != Some(0) && text.is_empty() {
+        return skip_outside_ci(
+            &this_test(),
+            &format!("strace cannot trace here: {}", d.stderr),
+        );
+    }
+    d.expect_code(0, "a --fsync copy under strace");
+    let synced: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("fsync("))
+        .filter_map(|l| Some(l.split_once('<')?.1.split_once('>')?.0))
+        .collect();
+    for dir in [
+        base.clone(),
+        base.join("new"),
+        base.join("new/deeper"),
+        out.clone(),
+        out.join("d"),
+    ] {
+        assert!(
+            synced.contains(&dir.to_str().unwrap()),
+            "{} is not fsynced; fsynced: {synced:?}",
+            dir.display()
+        );
+    }
+}
+engine_cases!(fsync_flushes_the_entries_of_a_new_out_dir);
+
 // ---------------------------------------------------------------------------------------------
 // 6. Writes that stay inside the destination while it changes underneath
 // ---------------------------------------------------------------------------------------------

@@ -277,6 +277,7 @@ pub fn execute(
         },
         #[cfg(target_os = "linux")]
         held: std::sync::Mutex::new(None),
+        above: std::sync::Mutex::new(Vec::new()),
     };
     // What is published now is counted in `Started`; later chunks in `Planned`.
     let counted = plan.jobs.len();
@@ -298,6 +299,9 @@ struct Run<'a> {
     /// The out-dir held open from the data step to the end (links, directory metadata).
     #[cfg(target_os = "linux")]
     held: std::sync::Mutex<Option<beneath::RootGuard>>,
+    /// Directories above the out-dir that gained an entry when the run made it (`--fsync`
+    /// flushes them too: a new out-dir's name is data like any other).
+    above: std::sync::Mutex<Vec<PathBuf>>,
 }
 
 impl Run<'_> {
@@ -348,6 +352,10 @@ impl Run<'_> {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner) = dirs.held.take();
         }
+        *self
+            .above
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = std::mem::take(&mut dirs.above);
         (links, stopped)
     }
 
@@ -444,7 +452,11 @@ impl Run<'_> {
             }
         }
         if self.ctx.staging.fsync {
-            for dir in &parents(self.plan, 0..jobs.len()) {
+            let above = self
+                .above
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for dir in parents(self.plan, 0..jobs.len()).iter().chain(above.iter()) {
                 if let Err(error) = file::fsync_dir(dir) {
                     self.ctx.sink.event(Event::DirSyncFailed { error });
                 }
@@ -516,6 +528,22 @@ fn parents(plan: &Plan, range: std::ops::Range<usize>) -> BTreeSet<PathBuf> {
     dirs
 }
 
+/// The parent of `dir` and of each missing ancestor of it: the directories that gain an entry
+/// when `dir` is made with its ancestors.
+fn parents_of_missing(dir: &Path) -> Vec<PathBuf> {
+    dir.ancestors()
+        .take_while(|a| !a.as_os_str().is_empty() && std::fs::symlink_metadata(a).is_err())
+        .filter_map(Path::parent)
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                PathBuf::from(".")
+            } else {
+                p.to_path_buf()
+            }
+        })
+        .collect()
+}
+
 /// Makes the directories a plan needs, chunk by chunk, remembering what it made and what failed
 /// (with the failing path), so a later chunk neither re-checks the one nor retries the other.
 struct DirMaker {
@@ -524,6 +552,8 @@ struct DirMaker {
     /// `None` until the first chunk: the out-dir is made only once there is something to put in.
     out_dir: Option<Result<(), std::io::Error>>,
     root: PathBuf,
+    /// The directories that gained an entry when the out-dir (and missing ancestors) was made.
+    above: Vec<PathBuf>,
     /// The out-dir held open while the run writes below it (see `beneath`).
     #[cfg(target_os = "linux")]
     held: Option<beneath::RootGuard>,
@@ -536,6 +566,7 @@ impl DirMaker {
             failed: HashMap::new(),
             out_dir: None,
             root: out_dir.to_path_buf(),
+            above: Vec::new(),
             #[cfg(target_os = "linux")]
             held: None,
         }
@@ -553,10 +584,12 @@ impl DirMaker {
 
     fn make(&mut self, plan: &Plan, range: std::ops::Range<usize>) {
         let root = self.root.clone();
+        let above = &mut self.above;
         let made_root = self.out_dir.get_or_insert_with(|| {
             if root.as_os_str().is_empty() {
                 Ok(())
             } else {
+                *above = parents_of_missing(&root);
                 std::fs::create_dir_all(&root)
             }
         });
