@@ -341,6 +341,11 @@ struct TuningArgs {
     #[arg(long, hide = true, env = "CARGO_FASTCP_NAMED_TEMPS", value_parser = one_is_true)]
     named_temps: bool,
 
+    /// Measurement knob: build a new out-dir as a hidden tree renamed into place (on) or place
+    /// each file (off)
+    #[arg(long, hide = true, value_name = "on|off", env = "CARGO_FASTCP_TREE_STAGING", value_parser = on_off)]
+    tree_staging: Option<bool>,
+
     /// Measurement knob: small files per residency probe under --copy-method auto
     #[arg(long, hide = true, value_name = "N", env = "CARGO_FASTCP_PROBE_EVERY", value_parser = clap::value_parser!(u32))]
     probe_every: Option<u32>,
@@ -653,6 +658,7 @@ impl TuningArgs {
             file_window: self.uring_file_window,
             threshold: self.uring_threshold.map(|n| n as u64),
             named_temps: self.named_temps,
+            tree_staging: self.tree_staging,
             probe_every: self.probe_every,
             uring_setup: self.uring_setup,
         }
@@ -663,6 +669,15 @@ impl TuningArgs {
 /// `true`), off for anything else, as the variable always meant.
 fn one_is_true(s: &str) -> Result<bool, std::convert::Infallible> {
     Ok(s == "1" || s == "true")
+}
+
+/// `on`/`off` (or `1`/`0`, `true`/`false`).
+fn on_off(s: &str) -> Result<bool, String> {
+    match s {
+        "on" | "1" | "true" => Ok(true),
+        "off" | "0" | "false" => Ok(false),
+        _ => Err(format!("expected on or off, not {s:?}")),
+    }
 }
 
 /// A byte count, optionally with a binary `k`/`m`/`g` suffix (the measurement knobs).

@@ -212,6 +212,9 @@ pub struct EngineTuning {
     /// Stage into named temporaries even where `O_TMPFILE` works: the path taken where it is
     /// missing, so that tests can cover it anywhere.
     pub named_temps: bool,
+    /// Whole-tree staging into a new out-dir (`--tree-staging on|off`; default: the engine's,
+    /// `engine::stage::TREE_STAGING_DEFAULT`).
+    pub tree_staging: Option<bool>,
     /// `--copy-method auto`: small files per page-cache residency probe (default 16).
     pub probe_every: Option<u32>,
     /// The io-uring workers' ring setup flags, comma-separated (`single_issuer`,

@@ -6,11 +6,11 @@ use std::path::{Component, Path};
 #[cfg(target_os = "linux")]
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::stage::{self, Staged, Staging, TempGuard, SMALL_FILE};
+use super::stage::{self, Staged, TempGuard, SMALL_FILE};
 #[cfg(unix)]
 use super::stage::{c_path, check};
+use super::Ctx;
 use crate::bundle::checksums::Hasher;
-use crate::bundle::Digests;
 use crate::error::CopyError;
 use crate::plan::Job;
 
@@ -24,44 +24,40 @@ pub fn open_source(job: &Job) -> std::io::Result<File> {
     File::open(&job.src)
 }
 
-/// Copies one regular file with the OS's own copy (in-kernel where it has one) and places it.
-/// `opened` is the source when the caller already has it open (the router, to probe its
-/// residency); otherwise it is opened here.
-/// `cancelled` is polled between chunks so an interrupt stops a large file promptly.
-/// With `digests`, the file's digest is taken on the way and recorded once it is placed.
-pub fn copy_regular(
-    job: &Job,
-    opened: Option<File>,
-    staging: Staging,
-    cancelled: &dyn Fn() -> bool,
-    progress: &dyn Fn(u64),
-    digests: Option<&Digests>,
-) -> Result<(), CopyError> {
+/// Copies one regular file with the OS's own copy (in-kernel where it has one) and places it
+/// where `ctx` puts `job`. `opened` is the source when the caller already has it open (the
+/// router, to probe its residency); otherwise it is opened here. An interrupt is seen between
+/// chunks, so it stops a large file promptly. With `--checksums`, the file's digest is taken on
+/// the way and recorded once it is placed.
+pub fn copy_regular(job: &Job, opened: Option<File>, ctx: &Ctx<'_>) -> Result<(), CopyError> {
     let mut src = match opened {
         Some(src) => src,
         None => open_source(job).map_err(|e| CopyError::io("open", &job.src, e))?,
     };
-    let mut staged = Staged::open(job, staging)?;
+    let mut staged = Staged::open(job, ctx.dst(job), ctx.staging)?;
+    let digests = ctx.digests();
     let mut hasher = digests.map(|d| d.algo().hasher());
+    let progress = |n| ctx.progress(n);
     let copied = if job.size < SMALL_FILE {
         copy_small(
             &mut src,
             &mut staged.file,
             job.size,
-            progress,
+            &progress,
             hasher.as_mut(),
         )
     } else {
         copy_data_hashing(
             &mut src,
             &mut staged.file,
-            cancelled,
-            progress,
+            &|| ctx.cancelled(),
+            &progress,
             hasher.as_mut(),
         )
     }
     .map_err(|e| stage::copy_failed(job, e))?;
-    staged.finish(job, copied, staging)?;
+    staged.finish(job, copied, ctx.staging)?;
+    // Keyed by the final name: the checksums file lists the placed tree.
     if let (Some(d), Some(h)) = (digests, hasher) {
         d.insert(&job.dst, h.finish());
     }
@@ -250,16 +246,18 @@ pub fn copy_in_kernel(
     }
 }
 
-/// Places a symlink atomically: made under a temporary name, its own mtime set, renamed over.
-pub fn place_symlink(target: &Path, job: &Job) -> Result<(), CopyError> {
-    let guard = TempGuard::new(stage::temp_path(&job.dst));
-    make_symlink(target, guard.path()).map_err(|e| CopyError::io("create symlink", &job.dst, e))?;
+/// Places `job`'s symlink at `dst` atomically: made under a temporary name, its own mtime set,
+/// renamed over.
+pub fn place_symlink(target: &Path, job: &Job, dst: &Path) -> Result<(), CopyError> {
+    let guard = TempGuard::new(stage::temp_path(dst));
+    make_symlink(target, guard.path()).map_err(|e| CopyError::io("create symlink", dst, e))?;
     #[cfg(unix)]
     if let Some(m) = job.mtime {
-        set_mtime_nofollow(guard.path(), m)
-            .map_err(|e| CopyError::io("set mtime of", &job.dst, e))?;
+        set_mtime_nofollow(guard.path(), m).map_err(|e| CopyError::io("set mtime of", dst, e))?;
     }
-    guard.commit(&job.dst)
+    #[cfg(not(unix))]
+    let _ = job;
+    guard.commit(dst)
 }
 
 #[cfg(unix)]
@@ -300,21 +298,21 @@ fn set_mtime_nofollow(path: &Path, mtime: std::time::SystemTime) -> io::Result<(
     })
 }
 
-/// Places a hard link to an already placed destination, atomically.
-pub fn place_hardlink(first_dst: &Path, job: &Job) -> Result<(), CopyError> {
-    let guard = TempGuard::new(stage::temp_path(&job.dst));
-    fs::hard_link(first_dst, guard.path()).map_err(|e| CopyError::io("hard-link", &job.dst, e))?;
-    guard.commit(&job.dst)
+/// Places a hard link at `dst` to an already placed destination, atomically.
+pub fn place_hardlink(first_dst: &Path, dst: &Path) -> Result<(), CopyError> {
+    let guard = TempGuard::new(stage::temp_path(dst));
+    fs::hard_link(first_dst, guard.path()).map_err(|e| CopyError::io("hard-link", dst, e))?;
+    guard.commit(dst)
 }
 
-/// A directory's mode and mtime, set once its contents are in place. By path, not through an
-/// open descriptor: two syscalls, not four, per directory.
-pub fn set_dir_meta(job: &Job) -> Result<(), CopyError> {
-    let err = |e| CopyError::io("set metadata of", &job.dst, e);
+/// `job`'s directory mode and mtime on `dst`, set once its contents are in place. By path, not
+/// through an open descriptor: two syscalls, not four, per directory.
+pub fn set_dir_meta(job: &Job, dst: &Path) -> Result<(), CopyError> {
+    let err = |e| CopyError::io("set metadata of", dst, e);
     // Through a descriptor opened beneath the out-dir: a directory swapped for a symlink since
     // it was made is an error, not a chmod of whatever the link points to.
     #[cfg(target_os = "linux")]
-    if let Some(dir) = super::beneath::open_dir(&job.dst) {
+    if let Some(dir) = super::beneath::open_dir(dst) {
         use std::os::unix::fs::PermissionsExt;
         let dir = dir.map_err(err)?;
         if let Some(m) = job.mtime {
@@ -329,12 +327,12 @@ pub fn set_dir_meta(job: &Job) -> Result<(), CopyError> {
     {
         use std::os::unix::fs::PermissionsExt;
         if let Some(m) = job.mtime {
-            set_mtime_nofollow(&job.dst, m).map_err(err)?;
+            set_mtime_nofollow(dst, m).map_err(err)?;
         }
-        fs::set_permissions(&job.dst, fs::Permissions::from_mode(job.mode)).map_err(err)?;
+        fs::set_permissions(dst, fs::Permissions::from_mode(job.mode)).map_err(err)?;
     }
     #[cfg(not(unix))]
-    let _ = err;
+    let _ = (err, job);
     Ok(())
 }
 

@@ -2,7 +2,10 @@
 //!
 //! Every backend moves only regular-file bytes (`Op::Copy`) and shares the rest: directories are
 //! made first (inside the out-dir, replacing symlinks, never following them), symlinks and hard
-//! links after the data, directory modes and mtimes last, deepest first.
+//! links after the data, directory modes and mtimes last, deepest first. Into an out-dir that
+//! does not exist, all of it is built in a hidden sibling that is renamed into place at the end
+//! (`tree`).
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
@@ -13,7 +16,7 @@ use crate::config::{Config, EngineChoice};
 use crate::error::{CopyError, PlanError};
 use crate::plan::{Job, Op, Plan, Selection};
 pub use queue::FileQueue;
-pub use stage::Staging;
+pub use stage::{Placement, Staging};
 
 #[cfg(target_os = "linux")]
 pub mod beneath;
@@ -25,6 +28,7 @@ pub mod residency;
 pub mod stage;
 #[cfg(test)]
 mod tests;
+pub mod tree;
 #[cfg(target_os = "linux")]
 pub mod uring;
 
@@ -38,7 +42,9 @@ pub enum Event {
     Planned { files: usize, bytes: u64 },
     /// Data bytes moved since the last progress event (for progress bars).
     Progress { bytes: u64 },
-    /// Job `index` of the plan is in place under its final name.
+    /// Job `index` of the plan is in place under its final name, or, into a new out-dir, done
+    /// in the hidden tree that becomes the out-dir at the end of the run (an interrupt removes
+    /// that tree, and the summary then counts no file).
     Done { index: usize },
     /// Job `index` failed; the run goes on.
     Failed { index: usize, error: CopyError },
@@ -92,6 +98,8 @@ pub struct Ctx<'a> {
     full: AtomicBool,
     /// Where free space is asked about once `full` is set.
     out_dir: PathBuf,
+    /// The hidden tree this run builds, into a new out-dir.
+    tree: Option<tree::Tree>,
 }
 
 /// Per job: pending, done or failed. Allocated in blocks as the plan grows, so a streamed plan
@@ -170,6 +178,19 @@ impl Ctx<'_> {
                 })
             }
             _ => Ok(()),
+        }
+    }
+
+    /// Where `job` is written: its destination, or its place in the hidden tree.
+    pub fn dst<'j>(&self, job: &'j Job) -> Cow<'j, Path> {
+        self.at(&job.dst)
+    }
+
+    /// Where a path of the out-dir is written in this run.
+    fn at<'p>(&self, path: &'p Path) -> Cow<'p, Path> {
+        match &self.tree {
+            Some(t) => t.map(path),
+            None => Cow::Borrowed(path),
         }
     }
 
@@ -265,6 +286,15 @@ pub fn execute(
     cancel: &AtomicBool,
 ) -> Summary {
     let start = Instant::now();
+    let mut staging = staging;
+    let tree = match staging.placement {
+        Placement::TreeIfNew => tree::Tree::for_new(&plan.out_dir),
+        _ => None,
+    };
+    staging.placement = match tree {
+        Some(_) => Placement::InTree,
+        None => Placement::PerFile,
+    };
     let run = Run {
         plan,
         ctx: Ctx {
@@ -274,6 +304,7 @@ pub fn execute(
             staging,
             full: AtomicBool::new(false),
             out_dir: plan.out_dir.clone(),
+            tree,
         },
         #[cfg(target_os = "linux")]
         held: std::sync::Mutex::new(None),
@@ -287,7 +318,11 @@ pub fn execute(
     run.fail_untaken(stopped);
     run.place_links(&links);
     run.finish_dirs();
+    let placed = run.place_tree();
     let mut summary = run.summary(backend.name(), start);
+    if !placed {
+        (summary.files, summary.bytes) = (0, 0);
+    }
     summary.routes = backend.routes();
     summary
 }
@@ -321,7 +356,7 @@ impl Run<'_> {
     /// stopped early, if it did.
     fn copy_data(&self, backend: &dyn Backend, counted: usize) -> (Vec<usize>, Option<String>) {
         let queue = FileQueue::new();
-        let mut dirs = DirMaker::new(&self.plan.out_dir);
+        let mut dirs = DirMaker::new(&self.plan.out_dir, self.ctx.tree.as_ref());
         let mut links = Vec::new();
         let stopped = std::thread::scope(|s| {
             let copier = s.spawn(|| backend.copy_files(self.plan, &queue, &self.ctx));
@@ -418,10 +453,11 @@ impl Run<'_> {
                 break;
             }
             let job = &jobs[i];
+            let dst = self.ctx.dst(job);
             let res = match &job.op {
-                Op::Symlink { target } => file::place_symlink(target, job),
+                Op::Symlink { target } => file::place_symlink(target, job, &dst),
                 Op::Hardlink { of } if self.ctx.ok(*of) => {
-                    file::place_hardlink(&jobs[*of].dst, job)
+                    file::place_hardlink(&self.ctx.dst(&jobs[*of]), &dst)
                 }
                 Op::Hardlink { .. } => Err(CopyError::LinkSourceFailed {
                     path: job.src.clone(),
@@ -441,13 +477,25 @@ impl Run<'_> {
         if self.ctx.cancelled() {
             return;
         }
+        self.finish_dirs_at(true);
+    }
+
+    /// [`Run::finish_dirs`], in the hidden tree (`in_tree`) or at the final paths.
+    fn finish_dirs_at(&self, in_tree: bool) {
+        let at = |p| {
+            if in_tree {
+                self.ctx.at(p)
+            } else {
+                Cow::Borrowed(p)
+            }
+        };
         let jobs = &self.plan.jobs;
         let mut dirs: Vec<usize> = (0..jobs.len())
             .filter(|&i| jobs[i].op == Op::Dir && self.ctx.ok(i))
             .collect();
         dirs.sort_by_key(|&i| std::cmp::Reverse(jobs[i].dst.components().count()));
         for i in dirs {
-            if let Err(e) = file::set_dir_meta(&jobs[i]) {
+            if let Err(e) = file::set_dir_meta(&jobs[i], &at(&jobs[i].dst)) {
                 self.ctx.fail(i, e);
             }
         }
@@ -456,12 +504,89 @@ impl Run<'_> {
                 .above
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
+            // Above a hidden tree, only once it is renamed into place (`place_tree`).
+            let above: &[PathBuf] = if in_tree && self.ctx.tree.is_some() {
+                &[]
+            } else {
+                &above
+            };
             for dir in parents(self.plan, 0..jobs.len()).iter().chain(above.iter()) {
-                if let Err(error) = file::fsync_dir(dir) {
+                if let Err(error) = file::fsync_dir(&at(dir)) {
                     self.ctx.sink.event(Event::DirSyncFailed { error });
                 }
             }
         }
+    }
+
+    /// The end of a run that built a hidden tree: an interrupted run removes it; any other is
+    /// renamed into place whole (failed files were never in it: the files that copied are
+    /// placed, as `cp -r` and rsync leave them), then, with `--fsync`, the out-dir's parent (and
+    /// the ancestors the run made) are synced. Where the out-dir appeared meanwhile (another run's tree won the rename), the
+    /// files are placed one by one into it. Returns false when nothing was placed.
+    fn place_tree(&self) -> bool {
+        let Some(tree) = &self.ctx.tree else {
+            return true;
+        };
+        if self.ctx.cancelled() {
+            tree.discard();
+            return false;
+        }
+        match tree.place() {
+            tree::Placed::Whole => {
+                // The out-dir's parent (and each ancestor the run made) holds its new name now.
+                if self.ctx.staging.fsync {
+                    let above = self
+                        .above
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    for dir in above.iter() {
+                        if let Err(error) = file::fsync_dir(dir) {
+                            self.ctx.sink.event(Event::DirSyncFailed { error });
+                        }
+                    }
+                }
+            }
+            tree::Placed::OneByOne(_) => {
+                self.place_one_by_one(tree);
+                tree.discard();
+            }
+            tree::Placed::Nothing => {}
+        }
+        true
+    }
+
+    /// Moves every finished job of the hidden tree into the out-dir that exists now: each
+    /// directory made (a symlink in its way replaced, as for any existing out-dir), each file,
+    /// symlink and hard link renamed over whatever is there (atomic, as per-file placement
+    /// is); then the directories' metadata again, on the final paths.
+    fn place_one_by_one(&self, tree: &tree::Tree) {
+        let root = tree.out_dir();
+        let made_root = std::fs::create_dir_all(root);
+        let jobs = &self.plan.jobs;
+        let mut made: HashSet<PathBuf> = HashSet::new();
+        for (i, job) in jobs.iter().enumerate() {
+            if !self.ctx.ok(i) {
+                continue;
+            }
+            let dir = match job.op {
+                Op::Dir => job.dst.as_path(),
+                _ => job.dst.parent().unwrap_or(root),
+            };
+            let mut res = made_root.as_ref().map(|_| ()).map_err(clone_io);
+            if res.is_ok() && !made.contains(dir) {
+                res = file::ensure_dir(root, dir);
+                if res.is_ok() {
+                    made.insert(dir.to_path_buf());
+                }
+            }
+            if res.is_ok() && job.op != Op::Dir {
+                res = std::fs::rename(tree.map(&job.dst), &job.dst);
+            }
+            if let Err(e) = res {
+                self.ctx.fail(i, CopyError::io("place", &job.dst, e));
+            }
+        }
+        self.finish_dirs_at(false);
     }
 
     /// The tally: files (not directories) and bytes in place, jobs failed.
@@ -546,7 +671,7 @@ fn parents_of_missing(dir: &Path) -> Vec<PathBuf> {
 
 /// Makes the directories a plan needs, chunk by chunk, remembering what it made and what failed
 /// (with the failing path), so a later chunk neither re-checks the one nor retries the other.
-struct DirMaker {
+struct DirMaker<'t> {
     made: HashSet<PathBuf>,
     failed: HashMap<PathBuf, (PathBuf, std::io::Error)>,
     /// `None` until the first chunk: the out-dir is made only once there is something to put in.
@@ -554,13 +679,16 @@ struct DirMaker {
     root: PathBuf,
     /// The directories that gained an entry when the out-dir (and missing ancestors) was made.
     above: Vec<PathBuf>,
-    /// The out-dir held open while the run writes below it (see `beneath`).
+    /// The out-dir (or the hidden tree) held open while the run writes below it (see
+    /// `beneath`).
     #[cfg(target_os = "linux")]
     held: Option<beneath::RootGuard>,
+    /// The hidden tree the directories are made in, if the run builds one.
+    tree: Option<&'t tree::Tree>,
 }
 
-impl DirMaker {
-    fn new(out_dir: &Path) -> DirMaker {
+impl<'t> DirMaker<'t> {
+    fn new(out_dir: &Path, tree: Option<&'t tree::Tree>) -> DirMaker<'t> {
         DirMaker {
             made: HashSet::new(),
             failed: HashMap::new(),
@@ -569,6 +697,7 @@ impl DirMaker {
             above: Vec::new(),
             #[cfg(target_os = "linux")]
             held: None,
+            tree,
         }
     }
 
@@ -583,14 +712,16 @@ impl DirMaker {
     }
 
     fn make(&mut self, plan: &Plan, range: std::ops::Range<usize>) {
-        let root = self.root.clone();
+        let (root, tree) = (self.root.clone(), self.tree);
         let above = &mut self.above;
         let made_root = self.out_dir.get_or_insert_with(|| {
             if root.as_os_str().is_empty() {
-                Ok(())
-            } else {
-                *above = parents_of_missing(&root);
-                std::fs::create_dir_all(&root)
+                return Ok(());
+            }
+            *above = parents_of_missing(&root);
+            match tree {
+                Some(t) => t.make(),
+                None => std::fs::create_dir_all(&root),
             }
         });
         if let Err(e) = made_root {
@@ -602,8 +733,10 @@ impl DirMaker {
         }
         #[cfg(target_os = "linux")]
         if self.held.is_none() && !root.as_os_str().is_empty() {
-            // Where it cannot be held, destinations keep plain paths.
-            self.held = beneath::hold_root(&root).ok();
+            // Where it cannot be held, destinations keep plain paths. A hidden tree is held the
+            // same way: everything the run writes goes below it.
+            let at = self.tree.map_or(root.as_path(), |t| t.hidden());
+            self.held = beneath::hold_root(at).ok();
         }
         for dir in parents(plan, range) {
             if self.made.contains(&dir) || self.failed.contains_key(&dir) {
@@ -623,10 +756,14 @@ impl DirMaker {
             let parent_ok = dir
                 .parent()
                 .is_some_and(|p| p == root || self.made.contains(p));
+            let (root_at, at) = match self.tree {
+                Some(t) => (t.hidden(), t.map(&dir)),
+                None => (root.as_path(), Cow::Borrowed(dir.as_path())),
+            };
             let res = if parent_ok {
-                file::make_dir_in_checked_parent(&dir)
+                file::make_dir_in_checked_parent(&at)
             } else {
-                file::ensure_dir(&root, &dir)
+                file::ensure_dir(root_at, &at)
             };
             match res {
                 Ok(()) => {

@@ -55,14 +55,7 @@ fn copy_one(job: &Job, ctx: &Ctx<'_>) -> Result<(), CopyError> {
 
 /// The engine's own staging, through `file`.
 fn copy_staged(job: &Job, ctx: &Ctx<'_>) -> Result<(), CopyError> {
-    file::copy_regular(
-        job,
-        None,
-        ctx.staging,
-        &|| ctx.cancelled(),
-        &|n| ctx.progress(n),
-        ctx.digests(),
-    )
+    file::copy_regular(job, None, ctx)
 }
 
 /// Elsewhere: `std::fs::copy`, which is the OS's native copy (`fclonefileat`, an APFS clone,
@@ -77,7 +70,8 @@ fn copy_one(job: &Job, ctx: &Ctx<'_>) -> Result<(), CopyError> {
     if ctx.staging.fsync {
         return copy_staged(job, ctx);
     }
-    let guard = TempGuard::new(temp_path(&job.dst));
+    let dst = ctx.dst(job);
+    let guard = TempGuard::new(temp_path(&dst));
     let tmp = guard.path().to_path_buf();
     let copied = fs::copy(&job.src, &tmp).map_err(|e| CopyError::io("copy", &job.src, e))?;
     ctx.progress(copied);
@@ -106,5 +100,5 @@ fn copy_one(job: &Job, ctx: &Ctx<'_>) -> Result<(), CopyError> {
         // Created with whatever mode the OS copy chose: 0 never matches, so the mode is set.
         apply_meta(&f, job, 0).map_err(|e| CopyError::io("set metadata of", &tmp, e))?;
     }
-    guard.commit(&job.dst)
+    guard.commit(&dst)
 }

@@ -1,7 +1,9 @@
 //! Staging, shared by every backend: a destination file is written out of sight (an unnamed
 //! `O_TMPFILE` inode, or an exclusive temporary name) and placed under its final name atomically
-//! (`linkat`, or `rename`), blocking or through the ring. Nothing here leaves a temporary behind
-//! or a partial file under a final name.
+//! (`linkat`, or `rename`), blocking or through the ring; inside a hidden tree (`engine::tree`),
+//! which is out of sight as a whole, it is created under its name there. Nothing here leaves a
+//! temporary behind or a partial file under a final name.
+use std::borrow::Cow;
 use std::fs::{self, File};
 use std::future::Future;
 use std::io;
@@ -80,8 +82,8 @@ impl TempGuard {
     }
 
     /// Forgets the temporary path without removing it: the caller has renamed it into place
-    /// itself (through the ring, not with `commit`).
-    #[cfg(target_os = "linux")]
+    /// itself (through the ring, not with `commit`), or it is the file's own name in a hidden
+    /// tree.
     fn disarm(mut self) {
         self.path = None;
     }
@@ -125,14 +127,40 @@ pub struct Staging {
     /// Named temporaries even where `O_TMPFILE` works (the path taken where it is missing),
     /// so that tests can cover that path anywhere.
     pub named_temps: bool,
+    /// Whether a run into an out-dir that does not exist builds the whole tree hidden and
+    /// renames it into place at the end (see `engine::tree`).
+    pub placement: Placement,
 }
 
+/// Where finished files go.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Placement {
+    /// Each file is staged out of sight and placed under its final name atomically.
+    #[default]
+    PerFile,
+    /// Whole-tree staging when the out-dir is new; `PerFile` into an existing one.
+    TreeIfNew,
+    /// The run is building a hidden tree: each file is created under its own name in it (the
+    /// engine sets this once it has the tree).
+    InTree,
+}
+
+/// Whether whole-tree staging is on when nothing asks otherwise (`--tree-staging`).
+pub const TREE_STAGING_DEFAULT: bool = true;
+
 impl Staging {
-    /// The staging `cfg` asks for.
+    /// The staging `cfg` asks for. `--build` stages into its own hidden directory already
+    /// (`cargo::build`), so it places file by file there.
     pub fn of(cfg: &Config) -> Staging {
+        let tree = cfg.tuning.tree_staging.unwrap_or(TREE_STAGING_DEFAULT) && !cfg.build;
         Staging {
             fsync: cfg.fsync,
             named_temps: cfg.tuning.named_temps,
+            placement: if tree {
+                Placement::TreeIfNew
+            } else {
+                Placement::PerFile
+            },
         }
     }
 }
@@ -238,12 +266,17 @@ impl Open<'_> {
 
 /// A destination file being written, not yet under its final name. `F` is the backend's file
 /// type: `std::fs::File`, or compio's for the ring.
-pub struct Staged<F> {
+pub struct Staged<'d, F> {
     pub file: F,
+    /// Where the file goes: its final name, or its name in the hidden tree.
+    dst: Cow<'d, Path>,
     /// `None`: an unnamed `O_TMPFILE` inode. It has no name to clean up if the run stops (not
     /// even after a second Ctrl-C), and placing it is one `linkat` instead of a create plus a
     /// `rename`, which is one directory update per file fewer.
     named: Option<TempGuard>,
+    /// The named file is `dst` itself, inside a hidden tree: it needs no placing, and its guard
+    /// removes it unless it was finished.
+    in_tree: bool,
     /// The mode it was created with (see `apply_meta`).
     created: u32,
     /// Where it is placed: the final name through the held destination directory
@@ -255,61 +288,61 @@ pub struct Staged<F> {
     _held: Option<super::beneath::Held>,
 }
 
-impl<F> Staged<F> {
-    /// The staging sequence both backends follow, `open` doing the I/O: an unnamed `O_TMPFILE`
-    /// inode where the kernel and filesystem have it, else a named temporary.
+impl<'d, F> Staged<'d, F> {
+    /// The staging sequence both backends follow, `open` doing the I/O: in a hidden tree the
+    /// file itself, created exclusively; else an unnamed `O_TMPFILE` inode where the kernel and
+    /// filesystem have it, else a named temporary.
     async fn open_with(
         job: &Job,
+        dst: Cow<'d, Path>,
         staging: Staging,
         open: impl AsyncFn(Open<'_>) -> io::Result<F>,
     ) -> Result<Self, CopyError> {
         #[cfg(target_os = "linux")]
-        let (at, held) = super::beneath::through(&job.dst)
-            .map_err(|e| CopyError::io("open the directory of", &job.dst, e))?;
+        let (at, held) = super::beneath::through(&dst)
+            .map_err(|e| CopyError::io("open the directory of", &*dst, e))?;
         #[cfg(not(target_os = "linux"))]
-        let at = job.dst.clone();
-        let staged = |file, named, created| Staged {
-            file,
-            named,
-            created,
-            at: at.clone(),
-            #[cfg(target_os = "linux")]
-            _held: None,
-        };
-        let mut done = if tmpfile_wanted(staging) {
+        let at = dst.to_path_buf();
+        let in_tree = staging.placement == Placement::InTree;
+        let mut done = if !in_tree && tmpfile_wanted(staging) {
             let (dir, mode) = (dst_dir(&at), job.mode & 0o777);
             match open(Open::Unnamed { dir, mode }).await {
-                Ok(file) => Some(staged(file, None, mode)),
+                Ok(file) => Some((file, None, mode)),
                 Err(e) if tmpfile_unsupported(&e) => None,
                 Err(e) => {
-                    return Err(CopyError::io("create a file in", dst_dir(&job.dst), e));
+                    return Err(CopyError::io("create a file in", dst_dir(&dst), e));
                 }
             }
         } else {
             None
         };
         if done.is_none() {
-            let tmp = temp_path(&at);
+            // In a hidden tree the file is created under its own name there.
+            let tmp = if in_tree { at.clone() } else { temp_path(&at) };
             let file = open(Open::Named { path: &tmp })
                 .await
-                .map_err(|e| CopyError::io("create a temporary for", &job.dst, e))?;
-            done = Some(staged(file, Some(TempGuard::new(tmp)), NAMED_MODE));
+                .map_err(|e| CopyError::io("create a temporary for", &*dst, e))?;
+            done = Some((file, Some(TempGuard::new(tmp)), NAMED_MODE));
         }
-        let mut done = done.ok_or_else(|| {
-            CopyError::io("create", &job.dst, io::Error::other("no staging file"))
-        })?;
-        #[cfg(target_os = "linux")]
-        {
-            done._held = held;
-        }
-        Ok(done)
+        let (file, named, created) = done
+            .ok_or_else(|| CopyError::io("create", &*dst, io::Error::other("no staging file")))?;
+        Ok(Staged {
+            file,
+            dst,
+            named,
+            in_tree,
+            created,
+            at,
+            #[cfg(target_os = "linux")]
+            _held: held,
+        })
     }
 
     /// The path errors about the staged file name: its temporary name, or the destination.
-    pub fn label<'a>(&'a self, dst: &'a Path) -> &'a Path {
+    pub fn label(&self) -> &Path {
         match &self.named {
             Some(g) => g.path(),
-            None => dst,
+            None => &self.dst,
         }
     }
 
@@ -325,17 +358,17 @@ impl<F> Staged<F> {
             });
         }
         apply_meta(file, job, self.created)
-            .map_err(|e| CopyError::io("set metadata of", self.label(&job.dst), e))
+            .map_err(|e| CopyError::io("set metadata of", self.label(), e))
     }
 }
 
 /// Blocking: the portable backend, and the ring engine's blocking threads.
-impl Staged<File> {
-    /// Opens `job`'s destination for writing, not yet under its final name.
-    pub fn open(job: &Job, staging: Staging) -> Result<Self, CopyError> {
+impl<'d> Staged<'d, File> {
+    /// Opens `job`'s destination `dst` for writing, not yet under its final name.
+    pub fn open(job: &Job, dst: Cow<'d, Path>, staging: Staging) -> Result<Self, CopyError> {
         // Every await inside is on an already-completed future (the I/O is blocking), so one
         // poll finishes it.
-        let staged = Self::open_with(job, staging, async |how| how.blocking());
+        let staged = Self::open_with(job, dst, staging, async |how| how.blocking());
         let mut staged = std::pin::pin!(staged);
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
         loop {
@@ -351,21 +384,30 @@ impl Staged<File> {
         if staging.fsync {
             self.file
                 .sync_all()
-                .map_err(|e| CopyError::io("fsync", self.label(&job.dst), e))?;
+                .map_err(|e| CopyError::io("fsync", self.label(), e))?;
         }
         match self.named {
-            Some(guard) => guard.commit_to(&self.at, &job.dst),
-            None => link_into_place(&self.file, &self.at, &job.dst),
+            Some(guard) if self.in_tree => {
+                guard.disarm();
+                Ok(())
+            }
+            Some(guard) => guard.commit_to(&self.at, &self.dst),
+            None => link_into_place(&self.file, &self.at, &self.dst),
         }
     }
 }
 
 /// Ring-driven: the io-uring backend's workers.
 #[cfg(target_os = "linux")]
-impl Staged<compio::fs::File> {
-    /// Opens `job`'s destination for writing through the ring, not yet under its final name.
-    pub async fn open_ring(job: &Job, staging: Staging) -> Result<Self, CopyError> {
-        Self::open_with(job, staging, async |how| how.ring().await).await
+impl<'d> Staged<'d, compio::fs::File> {
+    /// Opens `job`'s destination `dst` for writing through the ring, not yet under its final
+    /// name.
+    pub async fn open_ring(
+        job: &Job,
+        dst: Cow<'d, Path>,
+        staging: Staging,
+    ) -> Result<Self, CopyError> {
+        Self::open_with(job, dst, staging, async |how| how.ring().await).await
     }
 
     /// Size check, metadata, optional fsync, close and placement, the I/O through the ring.
@@ -385,10 +427,10 @@ impl Staged<compio::fs::File> {
             self.file
                 .sync_all()
                 .await
-                .map_err(|e| CopyError::io("fsync", self.label(&job.dst), e))?;
+                .map_err(|e| CopyError::io("fsync", self.label(), e))?;
         }
         let Some(guard) = self.named else {
-            with_std(&self.file, |f| link_into_place(f, &self.at, &job.dst))?;
+            with_std(&self.file, |f| link_into_place(f, &self.at, &self.dst))?;
             // The file is in place under its final name, whole and with its metadata: a close
             // error now cannot undo that, and reporting it as failed would contradict the disk.
             // (Write-back errors reported at close are NFS's; NFS has no O_TMPFILE, so its
@@ -400,10 +442,12 @@ impl Staged<compio::fs::File> {
             .close()
             .await
             .map_err(|e| CopyError::io("close", guard.path(), e))?;
-        // `rename` replaces a symlink at the destination rather than writing through it.
-        compio::fs::rename(guard.path(), &self.at)
-            .await
-            .map_err(|e| CopyError::io("rename into place", &job.dst, e))?;
+        if !self.in_tree {
+            // `rename` replaces a symlink at the destination rather than writing through it.
+            compio::fs::rename(guard.path(), &self.at)
+                .await
+                .map_err(|e| CopyError::io("rename into place", &*self.dst, e))?;
+        }
         guard.disarm();
         Ok(())
     }

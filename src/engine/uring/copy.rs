@@ -107,7 +107,7 @@ impl Worker<'_, '_> {
         let src = open_source(job)
             .await
             .map_err(|e| CopyError::io("open", &job.src, e))?;
-        let dst = Staged::open_ring(job, self.ctx.staging).await?;
+        let dst = Staged::open_ring(job, self.ctx.dst(job), self.ctx.staging).await?;
         let algo = self.ctx.digests().map(|d| d.algo());
         let hasher = algo.map(|a| RefCell::new(a.hasher()));
         let route = match self.route(job.size) {

@@ -248,16 +248,10 @@ impl Shared<'_, '_> {
                         break;
                     }
                     let job = &self.plan.jobs[i];
-                    let res = self.ctx.admit(job).and_then(|()| {
-                        file::copy_regular(
-                            job,
-                            None,
-                            self.ctx.staging,
-                            &|| self.ctx.cancelled(),
-                            &|n| self.ctx.progress(n),
-                            self.ctx.digests(),
-                        )
-                    });
+                    let res = self
+                        .ctx
+                        .admit(job)
+                        .and_then(|()| file::copy_regular(job, None, self.ctx));
                     match res {
                         Ok(()) => self.ctx.done(i),
                         Err(e) => self.ctx.fail(i, e),

@@ -123,15 +123,7 @@ pub fn copy_routed(
                 match router.decide(job) {
                     Decision::Warm(src) => {
                         counts.warm.fetch_add(1, Ordering::Relaxed);
-                        let (cancelled, progress) = (|| ctx.cancelled(), |n| ctx.progress(n));
-                        let res = file::copy_regular(
-                            job,
-                            src,
-                            ctx.staging,
-                            &cancelled,
-                            &progress,
-                            ctx.digests(),
-                        );
+                        let res = file::copy_regular(job, src, ctx);
                         match res {
                             Ok(()) => ctx.done(i),
                             Err(e) => ctx.fail(i, e),
