@@ -469,6 +469,13 @@ fn copy_and_check(variant: Variant, name: &str, env: &[(&str, &str)]) -> Value {
         OsString::from_vec(want)
     );
 
+    // A new out-dir is built as a hidden sibling and renamed into place: nothing else is left.
+    let beside: Vec<_> = fs::read_dir(scratch.path())
+        .expect("read the scratch dir")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(beside, ["out"], "[{name}] left beside the out-dir");
     // The out-dir's name says which variant this is.
     assert_faithful_copy(&c.src, &out_dir);
     match verify_with_script(&c.src, &out_dir) {
@@ -555,6 +562,17 @@ fn named_temporaries(variant: Variant) {
     );
 }
 engine_cases!(named_temporaries);
+
+/// Each file staged and placed on its own (into an existing out-dir, or with whole-tree
+/// staging off), where every other case builds its new out-dir as a hidden tree.
+fn placed_file_by_file(variant: Variant) {
+    check_variant(
+        variant,
+        &format!("{variant}-per-file"),
+        &[("CARGO_FASTCP_TREE_STAGING", "off")],
+    );
+}
+engine_cases!(placed_file_by_file);
 
 /// The generator itself: the tree has what the matrix claims to cover.
 #[test]

@@ -740,6 +740,9 @@ fn case06_sigint_and_sigterm_stop_promptly_leaving_only_whole_files(engine: Vari
             "json",
             "**",
         ]);
+        // Files placed one by one, which an interrupt leaves in place (a new out-dir built as
+        // a hidden tree is removed whole: tests/tree_staging.rs).
+        c.env("CARGO_FASTCP_TREE_STAGING", "off");
         let mut p = spawn(c);
         let start = Instant::now();
         let limit = Duration::from_secs(60);
@@ -816,6 +819,8 @@ fn spawn_one_worker(cwd: &Path, out: &Path, engine: Variant) -> common::Proc {
         "json",
         "**",
     ]);
+    // Files placed one by one: the tests watch the out-dir appear while the run goes on.
+    c.env("CARGO_FASTCP_TREE_STAGING", "off");
     spawn(c)
 }
 

@@ -42,9 +42,9 @@ pub enum Event {
     Planned { files: usize, bytes: u64 },
     /// Data bytes moved since the last progress event (for progress bars).
     Progress { bytes: u64 },
-    /// Job `index` of the plan is in place under its final name, or, into a new out-dir, done
-    /// in the hidden tree that becomes the out-dir at the end of the run (an interrupt removes
-    /// that tree, and the summary then counts no file).
+    /// Job `index` of the plan is in place under its final name. Into a new out-dir (built as a
+    /// hidden tree), every `Done` comes once the tree is in place, at the end of the run; an
+    /// interrupt removes the tree, and then there is none.
     Done { index: usize },
     /// Job `index` failed; the run goes on.
     Failed { index: usize, error: CopyError },
@@ -96,7 +96,8 @@ pub struct Ctx<'a> {
     pub staging: Staging,
     /// Set when the destination's device said it is full (ENOSPC, EDQUOT) during this run.
     full: AtomicBool,
-    /// Where free space is asked about once `full` is set.
+    /// Where free space is asked about once `full` is set (the hidden tree, when there is one:
+    /// the out-dir does not exist yet).
     out_dir: PathBuf,
     /// The hidden tree this run builds, into a new out-dir.
     tree: Option<tree::Tree>,
@@ -145,9 +146,13 @@ impl Ctx<'_> {
         self.sink.hash_into()
     }
 
+    /// Job `index` is finished. In a hidden tree its `Done` waits for the tree's placement
+    /// ([`Run::place_tree`]): a `Done` names a file that is under its final name.
     pub fn done(&self, index: usize) {
         self.state.set(index, OK);
-        self.sink.event(Event::Done { index });
+        if self.tree.is_none() {
+            self.sink.event(Event::Done { index });
+        }
     }
 
     pub fn fail(&self, index: usize, error: CopyError) {
@@ -303,7 +308,9 @@ pub fn execute(
             state: States::new(),
             staging,
             full: AtomicBool::new(false),
-            out_dir: plan.out_dir.clone(),
+            out_dir: tree
+                .as_ref()
+                .map_or_else(|| plan.out_dir.clone(), |t| t.hidden().to_path_buf()),
             tree,
         },
         #[cfg(target_os = "linux")]
@@ -551,6 +558,11 @@ impl Run<'_> {
                 tree.discard();
             }
             tree::Placed::Nothing => {}
+        }
+        for (i, job) in self.plan.jobs.iter().enumerate() {
+            if job.op != Op::Dir && self.ctx.ok(i) {
+                self.ctx.sink.event(Event::Done { index: i });
+            }
         }
         true
     }
