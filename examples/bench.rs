@@ -377,7 +377,9 @@ once, so pages reported earlier are backed again; and puts the old value back at
 
     fn tools(bin: &Path, io_uring: &Option<String>, only: &Option<Vec<String>>) -> Vec<Tool> {
         let mut v = Vec::new();
-        let ours = |engine: &'static str, method: &'static str| {
+        // `per_file`: `--tree-staging off`, each file placed on its own although the out-dir
+        // is new (rows named `… per-file`, run only when `--tools` names them).
+        let ours = |engine: &'static str, method: &'static str, per_file: bool| {
             let bin = bin.to_path_buf();
             move |src: &Path, dst: &Path| {
                 let mut a = vec![
@@ -394,6 +396,9 @@ once, so pages reported earlier are backed again; and puts the old value back at
                 if !method.is_empty() {
                     a.extend([os("--copy-method"), os(method)]);
                 }
+                if per_file {
+                    a.extend([os("--tree-staging"), os("off")]);
+                }
                 a
             }
         };
@@ -401,14 +406,26 @@ once, so pages reported earlier are backed again; and puts the old value back at
             v.push(Tool {
                 name: format!("cargo-fastcp io-uring {method}"),
                 family: Family::Ours,
-                argv: Box::new(ours("io-uring", method)),
+                argv: Box::new(ours("io-uring", method, false)),
                 unavailable: io_uring.clone(),
             });
         }
         v.push(Tool {
             name: "cargo-fastcp portable".into(),
             family: Family::Ours,
-            argv: Box::new(ours("portable", "")),
+            argv: Box::new(ours("portable", "", false)),
+            unavailable: None,
+        });
+        v.push(Tool {
+            name: "cargo-fastcp io-uring auto per-file".into(),
+            family: Family::Ours,
+            argv: Box::new(ours("io-uring", "auto", true)),
+            unavailable: io_uring.clone(),
+        });
+        v.push(Tool {
+            name: "cargo-fastcp portable per-file".into(),
+            family: Family::Ours,
+            argv: Box::new(ours("portable", "", true)),
             unavailable: None,
         });
         let peer = |name: &str, argv: CopyArgv| {
@@ -454,8 +471,9 @@ once, so pages reported earlier are backed again; and puts the old value back at
         );
         floor.family = Family::Reference;
         v.push(floor);
-        if let Some(only) = only {
-            v.retain(|t| only.iter().any(|o| o == &t.name));
+        match only {
+            Some(only) => v.retain(|t| only.iter().any(|o| o == &t.name)),
+            None => v.retain(|t| !t.name.ends_with(" per-file")),
         }
         v
     }
@@ -585,6 +603,20 @@ once, so pages reported earlier are backed again; and puts the old value back at
                 remove_tree(&p);
             }
         }
+
+        /// The disk is short (`free` bytes left): the copies made so far go, then a cool-down
+        /// (ext4 without a journal skips freed inodes for about 60 s).
+        fn purge_and_cool_down(&mut self, args: &Args, free: u64) {
+            eprintln!(
+                "  disk short ({} GiB free): deleting {} earlier copies, cooling down {} s",
+                free >> 30,
+                self.made.len(),
+                args.cooldown.as_secs()
+            );
+            self.purge();
+            sync();
+            std::thread::sleep(args.cooldown);
+        }
     }
 
     fn corpus(args: &Args, profile: &str) -> Result<(PathBuf, Vec<(PathBuf, u64)>)> {
@@ -675,15 +707,7 @@ once, so pages reported earlier are backed again; and puts the old value back at
                 if bytes_free < total + total / 10 + args.keep_free
                     || inodes_free < files.len() as u64 * 2 + 10_000
                 {
-                    eprintln!(
-                        "  disk short ({} GiB free): deleting {} earlier copies, cooling down {} s",
-                        bytes_free >> 30,
-                        copies.made.len(),
-                        args.cooldown.as_secs()
-                    );
-                    copies.purge();
-                    sync();
-                    std::thread::sleep(args.cooldown);
+                    copies.purge_and_cool_down(args, bytes_free);
                 }
                 let dst = base.join(format!("{}-run{run}", tool.name.replace(' ', "_")));
                 sync();
@@ -1675,15 +1699,7 @@ once, so pages reported earlier are backed again; and puts the old value back at
         fn room(args: &Args, copies: &mut Copies, need: u64) {
             let (free, _) = free_space(&args.dir);
             if free < need + need / 10 + args.keep_free {
-                eprintln!(
-                    "  disk short ({} GiB free): deleting {} earlier copies, cooling down {} s",
-                    free >> 30,
-                    copies.made.len(),
-                    args.cooldown.as_secs()
-                );
-                copies.purge();
-                sync();
-                std::thread::sleep(args.cooldown);
+                copies.purge_and_cool_down(args, free);
             }
         }
 
