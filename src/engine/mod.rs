@@ -574,6 +574,9 @@ impl Run<'_> {
     fn place_one_by_one(&self, tree: &tree::Tree) {
         let root = tree.out_dir();
         let made_root = std::fs::create_dir_all(root);
+        // Held as any existing out-dir is: nothing below it is reached through a symlink.
+        #[cfg(target_os = "linux")]
+        let _held = beneath::hold_root(root).ok();
         let jobs = &self.plan.jobs;
         let mut made: HashSet<PathBuf> = HashSet::new();
         for (i, job) in jobs.iter().enumerate() {
@@ -592,7 +595,7 @@ impl Run<'_> {
                 }
             }
             if res.is_ok() && job.op != Op::Dir {
-                res = std::fs::rename(tree.map(&job.dst), &job.dst);
+                res = move_beneath(&tree.map(&job.dst), &job.dst);
             }
             if let Err(e) = res {
                 self.ctx.fail(i, CopyError::io("place", &job.dst, e));
@@ -626,6 +629,18 @@ impl Run<'_> {
             routes: Vec::new(),
         }
     }
+}
+
+/// `rename(from, to)`, each side reached through its held directory where one is held.
+fn move_beneath(from: &Path, to: &Path) -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        let (from, _a) = beneath::through(from)?;
+        let (to, _b) = beneath::through(to)?;
+        std::fs::rename(from, to)
+    }
+    #[cfg(not(target_os = "linux"))]
+    std::fs::rename(from, to)
 }
 
 /// Files of at least this size are queued first, largest first.
