@@ -21,8 +21,8 @@ Exit codes:
 /// Copy cargo build artifacts (and globbed files) into a directory, fast.
 ///
 /// Asks cargo which packages and targets the workspace has, picks the artifacts you select from
-/// the target directory (bins, cdylibs, staticlibs and dylibs by default; never .d files, rlibs
-/// or proc-macros unless asked), adds files matched by PATTERNs, checks the whole plan for
+/// the target directory (bins, cdylibs, staticlibs and dylibs by default; .d files only with
+/// --dep-info, rlibs or proc-macros only when asked), adds files matched by PATTERNs, checks the whole plan for
 /// conflicts, then copies: on Linux through io_uring when the kernel allows it, elsewhere with a
 /// portable engine. Each file is written under a temporary name and renamed into place.
 #[derive(Debug, Parser)]
@@ -151,6 +151,11 @@ struct TargetArgs {
     /// Also copy debug info files next to artifacts (.pdb on MSVC, .dSYM on Apple, .dwp on Linux)
     #[arg(long)]
     debug_files: bool,
+
+    /// Also copy the dep-info file (<artifact>.d) cargo writes next to each selected artifact;
+    /// a missing one is an error, as a missing artifact is
+    #[arg(long)]
+    dep_info: bool,
 
     /// An artifact older than a source it was built from is an error (exit 2), not a warning
     #[arg(long)]
@@ -550,6 +555,7 @@ fn into_config(cli: Cli) -> Result<Config, clap::Error> {
         workspace: cli.package_args.workspace,
         exclude: cli.package_args.exclude,
         debug_files: cli.target_args.debug_files,
+        dep_info: cli.target_args.dep_info,
         require_fresh: cli.target_args.require_fresh,
         targets: cli.target_args.selection(),
         profile,

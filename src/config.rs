@@ -146,6 +146,8 @@ pub struct Config {
     pub dereference: bool,
     /// `--debug-files`: also copy debug info next to artifacts.
     pub debug_files: bool,
+    /// `--dep-info`: also copy the dep-info file (`<artifact>.d`) next to each artifact.
+    pub dep_info: bool,
     /// `--fsync`: flush files and directories before reporting success.
     pub fsync: bool,
     /// Colour on stderr: `--color`, else `CARGO_TERM_COLOR`, else auto.
@@ -268,6 +270,7 @@ impl Config {
             max_in_flight: 32,
             dereference: false,
             debug_files: false,
+            dep_info: false,
             fsync: false,
             manifest: None,
             github: None,

@@ -22,6 +22,8 @@ pub enum Kind {
     /// A file cargo builds for a target of this crate kind.
     Artifact(CrateKind),
     DebugInfo,
+    /// The `<artifact>.d` file cargo writes beside an artifact (`--dep-info`).
+    DepInfo,
     File,
     Symlink,
     Dir,
@@ -32,6 +34,7 @@ impl Kind {
         match self {
             Kind::Artifact(ck) => ck.as_str(),
             Kind::DebugInfo => "debug-info",
+            Kind::DepInfo => "dep-info",
             Kind::File => "file",
             Kind::Symlink => "symlink",
             Kind::Dir => "dir",

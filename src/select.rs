@@ -1,5 +1,5 @@
 //! Selection: asks cargo (`cargo metadata --no-deps`, once) and the globs what to copy; builds the Plan.
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use cargo_metadata::{CrateType, Metadata, MetadataCommand, Package, Target, TargetKind};
@@ -544,7 +544,7 @@ fn expectation<'m>(
     let mut files = Vec::new();
     for (i, layout) in layouts.iter().enumerate() {
         for sel in &targets {
-            for exp in expected_files(layout, sel, &kinds, cfg.debug_files) {
+            for exp in expected_files(layout, sel, &kinds, cfg.debug_files, cfg.dep_info) {
                 destinations.claim(exp.out.join(&exp.file), sel)?;
                 files.push((i, *sel, exp));
             }
@@ -620,11 +620,49 @@ impl BuildSelection {
         Ok(jobs)
     }
 
+    /// The jobs that stage the dep-info file of each expected artifact in `reported`, which
+    /// they join. Cargo names no `.d` in its messages and writes it beside the artifact only
+    /// after the artifact's message, so this runs once cargo has exited; one cargo did not
+    /// write stays unreported.
+    pub fn dep_info_jobs(&self, reported: &mut HashSet<PathBuf>) -> Result<Vec<Job>, PlanError> {
+        let mut jobs = Vec::new();
+        for src in &self.order {
+            if !matches!(self.expected[src].kind, Kind::Artifact(_)) || !reported.contains(src) {
+                continue;
+            }
+            let Some(d) = depinfo::path_for(src) else {
+                continue;
+            };
+            let Some(st) = self.expected.get(&d).filter(|st| st.kind == Kind::DepInfo) else {
+                continue;
+            };
+            if reported.contains(&d) {
+                continue;
+            }
+            let md = match std::fs::metadata(&d) {
+                Ok(md) => md,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(PlanError::io(&d, e)),
+            };
+            let package = Some(st.package.clone());
+            jobs.push(Job::from_metadata(
+                d.clone(),
+                st.dst.clone(),
+                st.kind,
+                package,
+                &md,
+                Op::Copy,
+            ));
+            reported.insert(d);
+        }
+        Ok(jobs)
+    }
+
     /// The expected files (in selection order, with their kind and target) that are not among
     /// `reported`: what a successful build should have written but cargo never named.
     pub fn unreported<'s>(
         &'s self,
-        reported: &'s std::collections::HashSet<PathBuf>,
+        reported: &'s HashSet<PathBuf>,
     ) -> impl Iterator<Item = (&'s Path, Kind, &'s str, &'s str)> + 's {
         self.order
             .iter()
@@ -743,7 +781,7 @@ impl Destinations {
 /// judges by mtime. A registry crate's sources are judged by version, and a restored cache may
 /// well give them newer mtimes than the artifact without making it stale.
 fn check_fresh(job: &Job, meta: &Metadata, target_dir: &Path) -> Option<StaleArtifact> {
-    if job.op != Op::Copy || job.kind == Kind::DebugInfo {
+    if job.op != Op::Copy || !matches!(job.kind, Kind::Artifact(_)) {
         return None;
     }
     let root = meta.workspace_root.as_std_path();
@@ -917,12 +955,14 @@ fn layouts(cfg: &Config, target_dir: &Path, out_dir: &Path) -> Result<Vec<Layout
         .collect())
 }
 
-/// The files one selected target leaves in one layout, for the wanted crate kinds.
+/// The files one selected target leaves in one layout, for the wanted crate kinds; with
+/// `dep_info`, each artifact's `.d` file too (once: a lib's crate types share one).
 fn expected_files(
     layout: &Layout,
     sel: &Selected<'_>,
     kinds: &[CrateKind],
     debug_files: bool,
+    dep_info: bool,
 ) -> Vec<Expected> {
     let mut out = Vec::new();
     for ck in crate_kinds(&sel.target.kind, &sel.target.crate_types) {
@@ -937,15 +977,32 @@ fn expected_files(
             layout.dir.clone()
         };
         for (file, kind) in layout.platform.files(ck, &sel.target.name, debug_files) {
+            let d = dep_info_name(&file).filter(|_| dep_info && matches!(kind, Kind::Artifact(_)));
             out.push(Expected {
                 dir: dir.clone(),
                 file,
                 kind,
                 out: layout.out.clone(),
             });
+            if let Some(d) = d {
+                if !out.iter().any(|e| e.dir == dir && e.file == d) {
+                    out.push(Expected {
+                        dir: dir.clone(),
+                        file: d,
+                        kind: Kind::DepInfo,
+                        out: layout.out.clone(),
+                    });
+                }
+            }
         }
     }
     out
+}
+
+/// The name of the dep-info file cargo writes beside the artifact named `file`.
+fn dep_info_name(file: &str) -> Option<String> {
+    let d = depinfo::path_for(Path::new(file))?;
+    Some(d.to_str()?.to_string())
 }
 
 /// Adds the jobs that copy one expected file (a `.dSYM` bundle: its whole tree); `false` when

@@ -90,6 +90,29 @@ fn build_stages_what_cargo_built_and_only_the_selected_artifacts() {
     assert_eq!(output_of(&out.join("app")), "hello v2 42");
     assert_same_file(&debug.join("app"), &out.join("app"));
 
+    // --dep-info: each artifact's `.d`, which cargo names in no message and writes after the
+    // artifact's, as this rebuild left it.
+    let with_d = tmp.path().join("dep-info");
+    let args = ["--build", "--dep-info", "-o", &s(&with_d)];
+    fastcp(
+        &ws,
+        &["--dry-run"]
+            .iter()
+            .chain(&args)
+            .copied()
+            .collect::<Vec<_>>(),
+    )
+    .success()
+    .output_has("dep-info/app.d");
+    edit(&ws.join("app/src/main.rs"), "v2", "v3");
+    fastcp(&ws, &args).success().stderr_has("Compiling app");
+    let staged = ["app", "app.d", "libplugin.d", "libplugin.so"];
+    assert_tree(&with_d, &staged);
+    for f in staged {
+        assert_same_file(&debug.join(f), &with_d.join(f));
+    }
+    assert_eq!(output_of(&with_d.join("app")), "hello v3 42");
+
     // The selection flags reach cargo: features, examples, packages.
     let out = tmp.path().join("extra");
     fastcp(

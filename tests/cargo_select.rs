@@ -197,6 +197,43 @@ fn a_cdylib_example_is_staged_only_when_asked_for() {
 }
 
 #[test]
+fn dep_info_files_are_staged_only_with_dep_info() {
+    let ws = template();
+    let tmp = scratch();
+    let debug = ws.join("target/debug");
+    assert!(debug.join("app.d").exists(), "cargo wrote app's dep-info");
+    let out = out_of(&tmp, "default");
+    fastcp(ws, &[], &["-o", &s(&out)]).success();
+    assert_tree(&out, &["app", "libplugin.so"]);
+
+    let out = out_of(&tmp, "asked");
+    fastcp(ws, &[], &["--dep-info", "-o", &s(&out)]).success();
+    let staged = ["app", "app.d", "libplugin.d", "libplugin.so"];
+    assert_tree(&out, &staged);
+    assert_copies(&debug, &out, &staged);
+
+    // A target dir holding the artifact without its dep-info: an error naming the missing
+    // file, as a missing artifact's is, and nothing written.
+    let bare = tmp.path().join("bare");
+    fs::create_dir_all(bare.join("debug")).unwrap();
+    fs::copy(debug.join("app"), bare.join("debug/app")).unwrap();
+    let out = out_of(&tmp, "missing");
+    let args = [
+        "--bin",
+        "app",
+        "--dep-info",
+        "--target-dir",
+        &s(&bare),
+        "-o",
+        &s(&out),
+    ];
+    fastcp(ws, &[], &args)
+        .code(2)
+        .stderr_has(&s(&bare.join("debug/app.d")));
+    assert_not_exists(&out);
+}
+
+#[test]
 fn a_custom_profile_from_cargo_config_reads_its_directory() {
     let ws = template();
     let tmp = scratch();

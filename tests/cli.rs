@@ -159,7 +159,7 @@ fn release_copies_every_shippable_artifact_cargo_style() {
     let env = TestEnv::shared(Fixture::Ws);
     let out = env.out("dist");
     env.run(&["--release", "-o", &s(&out)]).success();
-    // never .d files, rlibs, proc-macros or examples by default
+    // no .d files (only with --dep-info), rlibs, proc-macros or examples by default
     assert_tree(&out, WS_SHIPPABLE);
     assert_copies(&env.target().join("release"), &out, WS_SHIPPABLE);
     for exe in ["app-cli", "app-admin", "libffi_core.so"] {

@@ -131,6 +131,11 @@ impl CargoBuild {
                     "no debug info file {}",
                     file.display()
                 )));
+            } else if kind == Kind::DepInfo {
+                missing.push(format!(
+                    "{} (no dep-info file written for target `{target}` of package `{package}`)",
+                    file.display()
+                ));
             } else {
                 missing.push(format!(
                     "{} (target `{target}` of package `{package}`)",
@@ -325,6 +330,18 @@ impl Feed for &CargoBuild {
             .wait()
             .map_err(|e| PlanError::Build(format!("waiting for cargo: {e}")))?;
         *self.status.lock().unwrap_or_else(|p| p.into_inner()) = Some(status);
+        if status.success() && !to.stopped() {
+            let mut reported = self.reported.lock().unwrap_or_else(|p| p.into_inner());
+            match self.selection.dep_info_jobs(&mut reported) {
+                Ok(jobs) => {
+                    for job in jobs {
+                        to.push(job);
+                    }
+                    to.flush();
+                }
+                Err(e) => failure = failure.or(Some(e)),
+            }
+        }
         match failure {
             Some(e) => Err(e),
             None => Ok(()),
