@@ -207,10 +207,23 @@ fn dep_info_files_are_staged_only_with_dep_info() {
     assert_tree(&out, &["app", "libplugin.so"]);
 
     let out = out_of(&tmp, "asked");
-    fastcp(ws, &[], &["--dep-info", "-o", &s(&out)]).success();
+    let run = fastcp(
+        ws,
+        &[],
+        &["--dep-info", "--message-format", "json", "-o", &s(&out)],
+    );
+    run.success();
     let staged = ["app", "app.d", "libplugin.d", "libplugin.so"];
     assert_tree(&out, &staged);
     assert_copies(&debug, &out, &staged);
+    // JSON names the kind of file.
+    let kind_of = |name: &str| {
+        let dst = s(&out.join(name));
+        let line = run.json().into_iter().find(|l| l["dst"] == dst.as_str());
+        line.map(|l| l["kind"].to_string())
+    };
+    assert_eq!(kind_of("app.d").as_deref(), Some("\"dep-info\""));
+    assert_eq!(kind_of("app").as_deref(), Some("\"bin\""));
 
     // A target dir holding the artifact without its dep-info: an error naming the missing
     // file, as a missing artifact's is, and nothing written.
