@@ -216,8 +216,10 @@ pub enum Open<'a> {
     /// so that the `chmod` can usually be skipped.
     Unnamed { dir: &'a Path, mode: u32 },
     /// A new file at `path`, created exclusively (`O_CREAT|O_EXCL`: never opens an existing
-    /// file or follows a planted symlink) with `NAMED_MODE`, private until its mode is set.
-    Named { path: &'a Path },
+    /// file or follows a planted symlink) with `mode`: `NAMED_MODE`, private until its mode is
+    /// set, for a temporary beside final names; in a hidden tree the final permission bits, as
+    /// for an unnamed inode, so that the `chmod` can usually be skipped.
+    Named { path: &'a Path, mode: u32 },
 }
 
 impl Open<'_> {
@@ -235,13 +237,15 @@ impl Open<'_> {
             }
             #[cfg(not(target_os = "linux"))]
             Open::Unnamed { .. } => Err(io::Error::from(io::ErrorKind::Unsupported)),
-            Open::Named { path } => {
+            Open::Named { path, mode } => {
                 opts.create_new(true);
                 #[cfg(unix)]
                 {
                     use std::os::unix::fs::OpenOptionsExt;
-                    opts.mode(NAMED_MODE);
+                    opts.mode(mode);
                 }
+                #[cfg(not(unix))]
+                let _ = mode;
                 opts.open(path)
             }
         }
@@ -259,7 +263,7 @@ impl Open<'_> {
                     .open(dir)
                     .await
             }
-            Open::Named { path } => opts.create_new(true).mode(NAMED_MODE).open(path).await,
+            Open::Named { path, mode } => opts.create_new(true).mode(mode).open(path).await,
         }
     }
 }
@@ -319,10 +323,15 @@ impl<'d, F> Staged<'d, F> {
         if done.is_none() {
             // In a hidden tree the file is created under its own name there.
             let tmp = if in_tree { at.clone() } else { temp_path(&at) };
-            let file = open(Open::Named { path: &tmp })
+            let mode = if in_tree {
+                job.mode & 0o777
+            } else {
+                NAMED_MODE
+            };
+            let file = open(Open::Named { path: &tmp, mode })
                 .await
                 .map_err(|e| CopyError::io("create a temporary for", &*dst, e))?;
-            done = Some((file, Some(TempGuard::new(tmp)), NAMED_MODE));
+            done = Some((file, Some(TempGuard::new(tmp)), mode));
         }
         let (file, named, created) = done
             .ok_or_else(|| CopyError::io("create", &*dst, io::Error::other("no staging file")))?;
