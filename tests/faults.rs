@@ -731,24 +731,46 @@ fn fsync_flushes_the_entries_of_a_new_out_dir(variant: Variant) {
         );
     }
     d.expect_code(0, "a --fsync copy under strace");
-    let synced: Vec<&str> = text
+    // (line number, descriptor path) of each fsync; the line of the last rename onto the out-dir
+    // (whole-tree staging builds it under a hidden name and renames it at the end).
+    let synced: Vec<(usize, &str)> = text
         .lines()
-        .filter(|l| l.contains("fsync("))
-        .filter_map(|l| Some(l.split_once('<')?.1.split_once('>')?.0))
+        .enumerate()
+        .filter(|(_, l)| l.contains("fsync("))
+        .filter_map(|(n, l)| Some((n, l.split_once('<')?.1.split_once('>')?.0)))
         .collect();
-    for dir in [
-        base.clone(),
-        base.join("new"),
-        base.join("new/deeper"),
-        out.clone(),
-        out.join("d"),
-    ] {
+    let out_text = out.to_str().unwrap();
+    let renamed = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.contains("rename") && l.contains(&format!("\"{out_text}\"")))
+        .map(|(n, _)| n)
+        .last();
+    let last_sync = |dir: &Path| {
+        synced
+            .iter()
+            .rev()
+            .find(|(_, p)| *p == dir.to_str().unwrap())
+            .map(|&(n, _)| n)
+    };
+    for dir in [base.clone(), base.join("new"), base.join("new/deeper")] {
+        let at = last_sync(&dir);
         assert!(
-            synced.contains(&dir.to_str().unwrap()),
-            "{} is not fsynced; fsynced: {synced:?}",
+            at.is_some_and(|n| renamed.is_none_or(|r| n > r)),
+            "{} is not fsynced after the out-dir got its name; fsynced: {synced:?}, renamed at \
+             line {renamed:?}",
             dir.display()
         );
     }
+    // The out-dir itself, under its final or its hidden name.
+    let hidden = base.join("new/deeper/.out.fastcp-");
+    assert!(
+        synced.iter().any(|(_, p)| *p == out_text
+            || (p.starts_with(hidden.to_str().unwrap())
+                && !p.ends_with("/d")
+                && !p.contains(".bin"))),
+        "the out-dir is not fsynced; fsynced: {synced:?}"
+    );
 }
 engine_cases!(fsync_flushes_the_entries_of_a_new_out_dir);
 
