@@ -54,6 +54,9 @@ pub enum PlanError {
     EngineUnavailable(String),
     #[error("cargo configuration: {0}")]
     CargoConfig(String),
+    /// A `--features` entry no selected package has, in cargo's words (cargo refuses it too).
+    #[error("{0}")]
+    UnknownFeatures(String),
     #[error("{target} requires the features {features}; pass `{flag}`")]
     RequiredFeatures {
         target: String,

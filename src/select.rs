@@ -870,6 +870,9 @@ fn selected_targets<'m>(
         all: cfg.all_features,
         no_default: cfg.no_default_features,
     };
+    if let Some(message) = features::unknown(packages, &cfg.features) {
+        return Err(PlanError::UnknownFeatures(message));
+    }
     let mut out = Vec::new();
     for pkg in packages {
         let enabled = features::enabled(pkg, flags);

@@ -178,6 +178,46 @@ fn asking_for_a_bin_whose_features_are_off_names_them() {
     assert_tree(&out, &["extra"]);
 }
 
+/// What real `cargo build <args>` says before building (its `error: …` and following lines).
+fn cargo_refusal(ws: &Path, args: &[&str]) -> String {
+    let mut cmd = std::process::Command::new(common::real_cargo());
+    cmd.current_dir(ws).args(["build", "--offline"]).args(args);
+    for var in SCRUBBED {
+        cmd.env_remove(var);
+    }
+    let out = cmd.env("CARGO_TERM_COLOR", "never").output().unwrap();
+    assert!(
+        !out.status.success(),
+        "cargo build {args:?} was expected to refuse"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let at = stderr.find("error: ").expect("cargo printed an error");
+    stderr[at + "error: ".len()..].trim_end().to_string()
+}
+
+#[test]
+fn a_feature_no_selected_package_has_is_refused_in_cargos_words() {
+    let ws = template();
+    let tmp = scratch();
+    for args in [
+        &["--features", "nope"][..],
+        &["--features", "nope,zz"],
+        &["-p", "plugin", "--features", "nope"],
+        &["-p", "plugin", "--features", "app/extra"],
+    ] {
+        let cargo_says = cargo_refusal(ws, args);
+        let out = out_of(&tmp, "refused");
+        let mut ours: Vec<&str> = args.to_vec();
+        ours.extend(["-o", out.to_str().unwrap()]);
+        fastcp(ws, &[], &ours).code(2).stderr_has(&cargo_says);
+        assert_not_exists(&out);
+    }
+    // Known features, of a package or of one of its dependencies, pass as before.
+    let out = out_of(&tmp, "known");
+    fastcp(ws, &[], &["--features", "extra,app/extra", "-o", &s(&out)]).success();
+    assert_tree(&out, &["app", "extra", "libplugin.so"]);
+}
+
 #[test]
 fn a_cdylib_example_is_staged_only_when_asked_for() {
     let ws = template();

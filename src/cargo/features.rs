@@ -70,6 +70,55 @@ pub fn missing(target: &Target, enabled: &BTreeSet<String>) -> Vec<String> {
         .collect()
 }
 
+/// The requested `features` that no selected package knows, as cargo refuses them: a plain
+/// feature no package defines, `pkg/feat` where the selected `pkg` lacks `feat`, `dep/feat` where
+/// `dep` is neither a selected package nor a dependency of one. `None` when all are known.
+pub fn unknown(packages: &[&Package], features: &[String]) -> Option<String> {
+    let known = |f: &str| match f.split_once('/') {
+        Some((owner, feat)) => {
+            let owner = owner.trim_end_matches('?');
+            match packages.iter().find(|p| p.name.as_str() == owner) {
+                Some(p) => p.features.contains_key(feat),
+                None => packages.iter().any(|p| {
+                    p.dependencies
+                        .iter()
+                        .any(|d| d.rename.as_deref().unwrap_or(&d.name) == owner)
+                }),
+            }
+        }
+        None => packages.iter().any(|p| p.features.contains_key(f)),
+    };
+    let unknown: Vec<&str> = features
+        .iter()
+        .map(|f| f.as_str())
+        .filter(|f| !f.is_empty() && !known(f))
+        .collect();
+    if unknown.is_empty() {
+        return None;
+    }
+    let these = if unknown.len() == 1 {
+        "this feature"
+    } else {
+        "these features"
+    };
+    Some(match packages {
+        [one] => format!(
+            "the package '{}' does not contain {these}: {}",
+            one.name,
+            unknown.join(", ")
+        ),
+        _ => format!(
+            "none of the selected packages contains {these}: {}\nselected packages: {}",
+            unknown.join(", "),
+            packages
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,5 +164,36 @@ mod tests {
             "a weak dependency feature does not enable the dependency"
         );
         assert_eq!(on(&p, &[], true, true).len(), 6);
+    }
+
+    #[test]
+    fn unknown_features_are_named_as_cargo_names_them() {
+        let mut app = pkg(serde_json::json!({ "fast": [] }));
+        app.dependencies = serde_json::from_value(serde_json::json!([{
+            "name": "serde", "req": "^1", "kind": null, "optional": true,
+            "uses_default_features": true, "features": [], "target": null, "rename": null,
+            "registry": null, "source": null
+        }]))
+        .unwrap();
+        let owned = |fs: &[&str]| fs.iter().map(|f| f.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            unknown(&[&app], &owned(&["fast", "app/fast", "serde/std"])),
+            None
+        );
+        assert_eq!(
+            unknown(&[&app], &owned(&["nope"])).as_deref(),
+            Some("the package 'app' does not contain this feature: nope")
+        );
+        assert_eq!(
+            unknown(&[&app], &owned(&["app/nope", "other/x"])).as_deref(),
+            Some("the package 'app' does not contain these features: app/nope, other/x")
+        );
+        let mut lib = pkg(serde_json::json!({ "extra": [] }));
+        lib.name = "lib".into();
+        assert_eq!(unknown(&[&app, &lib], &owned(&["extra", "fast"])), None);
+        assert_eq!(
+            unknown(&[&app, &lib], &owned(&["nope"])).as_deref(),
+            Some("none of the selected packages contains this feature: nope\nselected packages: app, lib")
+        );
     }
 }
