@@ -506,29 +506,33 @@ impl Run<'_> {
                 self.ctx.fail(i, e);
             }
         }
-        if self.ctx.staging.fsync {
-            let above = self
-                .above
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            // Above a hidden tree, only once it is renamed into place (`place_tree`).
-            let above: &[PathBuf] = if in_tree && self.ctx.tree.is_some() {
-                &[]
-            } else {
-                &above
-            };
-            for dir in parents(self.plan, 0..jobs.len()).iter().chain(above.iter()) {
-                if let Err(error) = file::fsync_dir(&at(dir)) {
-                    self.ctx.sink.event(Event::DirSyncFailed { error });
-                }
+        // A hidden tree's directories are synced once it is in place (`place_tree`).
+        if self.ctx.staging.fsync && !(in_tree && self.ctx.tree.is_some()) {
+            self.sync_dirs();
+        }
+    }
+
+    /// `--fsync`: every directory written into, at its final path, then the directories above
+    /// the out-dir that gained an entry when the run made it.
+    fn sync_dirs(&self) {
+        let above = self
+            .above
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for dir in parents(self.plan, 0..self.plan.jobs.len())
+            .iter()
+            .chain(above.iter())
+        {
+            if let Err(error) = file::fsync_dir(dir) {
+                self.ctx.sink.event(Event::DirSyncFailed { error });
             }
         }
     }
 
     /// The end of a run that built a hidden tree: an interrupted run removes it; any other is
     /// renamed into place whole (failed files were never in it: the files that copied are
-    /// placed, as `cp -r` and rsync leave them), then, with `--fsync`, the out-dir's parent (and
-    /// the ancestors the run made) are synced. Where the out-dir appeared meanwhile (another run's tree won the rename), the
+    /// placed, as `cp -r` and rsync leave them), then, with `--fsync`, its directories, the
+    /// out-dir's parent and the ancestors the run made are synced. Where the out-dir appeared meanwhile (another run's tree won the rename), the
     /// files are placed one by one into it. Returns false when nothing was placed.
     fn place_tree(&self) -> bool {
         let Some(tree) = &self.ctx.tree else {
@@ -540,17 +544,10 @@ impl Run<'_> {
         }
         match tree.place() {
             tree::Placed::Whole => {
-                // The out-dir's parent (and each ancestor the run made) holds its new name now.
+                // Its files were synced before the rename; its directories, the out-dir's
+                // parent that holds its new name, and each ancestor the run made, now.
                 if self.ctx.staging.fsync {
-                    let above = self
-                        .above
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
-                    for dir in above.iter() {
-                        if let Err(error) = file::fsync_dir(dir) {
-                            self.ctx.sink.event(Event::DirSyncFailed { error });
-                        }
-                    }
+                    self.sync_dirs();
                 }
             }
             tree::Placed::OneByOne(_) => {
