@@ -181,6 +181,7 @@ impl PatternWalk<'_> {
                 base_real: &base_real,
                 jobs: &mut *sink,
                 excluded_match: false,
+                unreadable: false,
                 root: None,
             };
             w.check_inside(&start)?;
@@ -224,8 +225,10 @@ impl PatternWalk<'_> {
                     }
                 }
             }
-            let excluded_match = w.excluded_match;
-            if sink.count() == before && !sink.stopped() {
+            let (excluded_match, unreadable) = (w.excluded_match, w.unreadable);
+            // A fed plan that skipped an unreadable directory has already reported why it
+            // found nothing there; "matched nothing" would hide that error.
+            if sink.count() == before && !sink.stopped() && !unreadable {
                 let base = self.base.to_path_buf();
                 let pattern = pattern.clone();
                 return Err(if excluded_match {
@@ -248,6 +251,8 @@ struct Walker<'a, 'w> {
     /// Something the pattern matches was left out by an `--exclude-glob`: a pattern left with
     /// nothing says so rather than "matched nothing".
     excluded_match: bool,
+    /// Something below the pattern's start could not be read (and was reported to the sink).
+    unreadable: bool,
     /// The directory this pattern's walk starts from, held open for the engine (see
     /// [`SourceRoot`]); `None` with `-L`, where links are followed by design.
     root: Option<Arc<SourceRoot>>,
@@ -263,6 +268,12 @@ impl Walker<'_, '_> {
         }
         #[cfg(not(target_os = "linux"))]
         let _ = dir;
+    }
+
+    /// Reports what cannot be read to the sink, remembering that this pattern met it.
+    fn unreadable(&mut self, error: PlanError) -> Result<(), PlanError> {
+        self.unreadable = true;
+        self.jobs.unreadable(error)
     }
 
     fn stat(&self, path: &Path) -> std::io::Result<Metadata> {
@@ -305,7 +316,7 @@ impl Walker<'_, '_> {
     ) -> Result<(), PlanError> {
         let entries = match read_sorted(dir, self.walk.follow) {
             Ok(entries) => entries,
-            Err(e) => return self.jobs.unreadable(e),
+            Err(e) => return self.unreadable(e),
         };
         for (path, name, md) in entries {
             if self.jobs.stopped() {
@@ -353,7 +364,7 @@ impl Walker<'_, '_> {
         if ft.is_symlink() {
             let target = match fs::read_link(path) {
                 Ok(t) => t,
-                Err(e) => return self.jobs.unreadable(PlanError::io(path, e)),
+                Err(e) => return self.unreadable(PlanError::io(path, e)),
             };
             self.jobs.push(Job::from_metadata(
                 path.to_path_buf(),
@@ -380,7 +391,7 @@ impl Walker<'_, '_> {
                 Ok(entries) => entries,
                 Err(e) => {
                     stack.pop();
-                    return self.jobs.unreadable(e);
+                    return self.unreadable(e);
                 }
             };
             for (child, name, md) in entries {
@@ -421,7 +432,14 @@ fn read_sorted(
         } else {
             entry.metadata()
         };
-        let md = md.map_err(|e| PlanError::io(&path, e))?;
+        let md = match md {
+            Ok(md) => md,
+            // Listed, then renamed or removed before it could be looked at (a build or an
+            // editor replacing files beside the walk): it is no longer there, so it is not
+            // part of the tree; the rest of the directory is.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(PlanError::io(&path, e)),
+        };
         out.push((path, entry.file_name(), md));
     }
     out.sort_by(|a, b| a.1.cmp(&b.1));
