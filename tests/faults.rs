@@ -778,11 +778,14 @@ engine_cases!(fsync_flushes_the_entries_of_a_new_out_dir);
 // 6. Writes that stay inside the destination while it changes underneath
 // ---------------------------------------------------------------------------------------------
 
-/// While a 3,000-file copy into `out/a/...` runs, `out/a` (made by the run) is moved aside to
-/// `out/a.moved` and replaced by a symlink to a directory elsewhere, at several moments (as soon
-/// as `out/a` appears, 20 ms and 100 ms later). Nothing may appear in the other directory:
-/// files go where the held directory went (`out/a.moved`, inside the out-dir) or fail with
-/// their path (ELOOP), never through the link. Every file under a final name is whole.
+/// While a 3,000-file copy into `out/a/...` runs, `a` (made by the run) is moved aside to
+/// `a.moved` and replaced by a symlink to a directory elsewhere, at several moments (as soon as
+/// `a` appears, 20 ms and 100 ms later). Into an out-dir that exists the run places file by
+/// file, so `out/a` is swapped; into a new one it builds a hidden tree beside it
+/// (`.<name>.fastcp-<pid>`) and renames it at the end, so `a` inside that tree is swapped.
+/// Nothing may appear in the other directory: files go where the held directory went
+/// (`a.moved`, inside the out-dir) or fail with their path (ELOOP), never through the link.
+/// Every file under a final name is whole.
 fn swapped_out_dir_component(variant: Variant) {
     let t = tmp();
     let src = t.path().join("src");
@@ -792,19 +795,36 @@ fn swapped_out_dir_component(variant: Variant) {
             &noise(if i % 500 == 0 { 300_000 } else { i % 2_000 }, i as u64),
         );
     }
-    for (round, delay_ms) in [0u64, 20, 100].into_iter().enumerate() {
+    let rounds = [
+        (true, 0u64),
+        (true, 20),
+        (true, 100),
+        (false, 0),
+        (false, 20),
+    ];
+    let mut swaps = 0;
+    for (round, (existing, delay_ms)) in rounds.into_iter().enumerate() {
         let out = t.path().join(format!("out{round}"));
+        if existing {
+            fs::create_dir(&out).unwrap();
+        }
         let elsewhere = t.path().join(format!("elsewhere{round}"));
         fs::create_dir_all(&elsewhere).unwrap();
         let p = spawn(tree_copy(&src, &out, variant, &[]));
-        let a = out.join("a");
+        let written = if existing {
+            out.clone()
+        } else {
+            t.path().join(format!(".out{round}.fastcp-{}", p.pid()))
+        };
+        let a = written.join("a");
         let start = Instant::now();
         while fs::symlink_metadata(&a).is_err() && start.elapsed() < Duration::from_secs(20) {
             std::thread::sleep(Duration::from_micros(200));
         }
         std::thread::sleep(Duration::from_millis(delay_ms));
-        let swapped = fs::rename(&a, out.join("a.moved")).is_ok()
+        let swapped = fs::rename(&a, written.join("a.moved")).is_ok()
             && std::os::unix::fs::symlink(&elsewhere, &a).is_ok();
+        swaps += usize::from(swapped);
         let d = p.wait();
         assert!(
             matches!(d.code(), Some(0 | 1)),
@@ -814,8 +834,8 @@ fn swapped_out_dir_component(variant: Variant) {
         let outside = entries(&elsewhere);
         assert!(
             outside.is_empty(),
-            "round {round} ({variant}, swapped: {swapped}): {} entries written outside the \
-             out-dir, e.g. {:?}",
+            "round {round} ({variant}, existing out-dir: {existing}, swapped: {swapped}): {} \
+             entries written outside the out-dir, e.g. {:?}",
             outside.len(),
             &outside[..outside.len().min(5)]
         );
@@ -837,6 +857,11 @@ fn swapped_out_dir_component(variant: Variant) {
             assert!(err.contains(&path) || !path.is_empty(), "{err}");
         }
     }
+    // A run that ended before any swap would prove nothing.
+    assert!(
+        swaps >= 3,
+        "only {swaps} of 5 rounds swapped a directory mid-run"
+    );
 }
 
 method_cases!(swapped_out_dir_component);
