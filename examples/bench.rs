@@ -263,6 +263,18 @@ once, so pages reported earlier are backed again; and puts the old value back at
         v.iter().copied().fold(f64::INFINITY, f64::min)
     }
 
+    /// Runs `argv` (stdout discarded, stderr kept), returning its wall time and its output.
+    fn run_timed(argv: &[OsString]) -> Result<(f64, std::process::Output)> {
+        let t = Instant::now();
+        let out = Command::new(&argv[0])
+            .args(&argv[1..])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .map_err(|e| format!("cannot run {:?}: {e}", argv[0]))?;
+        Ok((t.elapsed().as_secs_f64(), out))
+    }
+
     fn sync() {
         // SAFETY: sync(2) takes no arguments and cannot fail.
         unsafe { libc::sync() };
@@ -713,14 +725,7 @@ once, so pages reported earlier are backed again; and puts the old value back at
                 sync();
                 prime(args.cold, &files)?;
                 let argv = (tool.argv)(&src, &dst);
-                let t = Instant::now();
-                let out = Command::new(&argv[0])
-                    .args(&argv[1..])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::piped())
-                    .output()
-                    .map_err(|e| format!("cannot run {}: {e}", tool.name))?;
-                let secs = t.elapsed().as_secs_f64();
+                let (secs, out) = run_timed(&argv)?;
                 copies.made.push(dst.clone());
                 let row = &mut rows[i];
                 row.check.runs += 1;
@@ -1617,14 +1622,7 @@ once, so pages reported earlier are backed again; and puts the old value back at
 
         /// Runs `argv`, returning its wall time; its stderr on failure.
         fn timed(argv: &[OsString]) -> Result<f64> {
-            let t = Instant::now();
-            let out = Command::new(&argv[0])
-                .args(&argv[1..])
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .output()
-                .map_err(|e| format!("cannot run {:?}: {e}", argv[0]))?;
-            let secs = t.elapsed().as_secs_f64();
+            let (secs, out) = run_timed(argv)?;
             if !out.status.success() {
                 return Err(format!(
                     "{argv:?} failed ({}):\n{}",

@@ -22,7 +22,7 @@ use tempfile::TempDir;
 use common::{
     as_user_with, assert_no_temps, assert_same_file, bin_command, bytes as noise, entries,
     io_uring_runs_here, is_root, is_temp, put, send_signal, skip, skip_outside_ci, spawn,
-    this_test, Proc, Rng, Tmpfs, Variant, NOBODY,
+    this_test, Done, Proc, Rng, Tmpfs, Variant, NOBODY,
 };
 use faultfs::Fault;
 
@@ -633,23 +633,38 @@ fn portable_engine_copies_when_worker_threads_cannot_start() {
             "not root: cannot run the binary as another user under RLIMIT_NPROC",
         );
     }
-    let t = tmp();
-    let (src, out) = nobody_tree(&t);
-    let mut c = tree_copy(&src, &out, Variant::Portable, &["-j", "4"]);
     // The main thread, the plan's feed and the engine's own thread; no room for workers.
-    as_user_with(
-        &mut c,
-        NPROC_UID,
-        vec![(libc::RLIMIT_NPROC, tasks_of(NPROC_UID) + 3)],
-    );
-    let d = spawn(c).wait();
+    let limits = vec![(libc::RLIMIT_NPROC, tasks_of(NPROC_UID) + 3)];
+    let (_t, src, out, d) = limited_copy(Variant::Portable, "4", &[], NPROC_UID, limits);
     d.expect_code(0, "every file copied by the threads there are");
     assert!(
         !d.stderr.contains("panicked"),
         "a worker that cannot start is no panic\n{}",
         d.describe()
     );
-    for rel in entries(&src) {
+    assert_every_file_copied(&src, &out);
+}
+
+/// Copies a [`nobody_tree`] with `variant` and `-j jobs` as `uid` under `limits`.
+fn limited_copy(
+    variant: Variant,
+    jobs: &str,
+    env: &[(&str, &str)],
+    uid: libc::uid_t,
+    limits: Vec<(libc::__rlimit_resource_t, u64)>,
+) -> (TempDir, PathBuf, PathBuf, Done) {
+    let t = tmp();
+    let (src, out) = nobody_tree(&t);
+    let mut c = tree_copy(&src, &out, variant, &["-j", jobs]);
+    c.envs(env.iter().copied());
+    as_user_with(&mut c, uid, limits);
+    let d = spawn(c).wait();
+    (t, src, out, d)
+}
+
+/// Every regular file below `src` stands in `out` with the same bytes, mode and mtime.
+fn assert_every_file_copied(src: &Path, out: &Path) {
+    for rel in entries(src) {
         if src.join(&rel).is_file() {
             assert_same_file(&src.join(&rel), &out.join(&rel));
         }
@@ -672,12 +687,13 @@ fn io_uring_worker_without_a_ring_hands_its_files_to_blocking_copies() {
             "not root: cannot run the binary as another user under RLIMIT_MEMLOCK",
         );
     }
-    let t = tmp();
-    let (src, out) = nobody_tree(&t);
-    let mut c = tree_copy(&src, &out, Variant::IoUringBufferRing, &["-j", "2"]);
-    c.env("CARGO_FASTCP_URING_BUFFERS", "32768");
-    as_user_with(&mut c, NOBODY, vec![(libc::RLIMIT_MEMLOCK, 256 << 10)]);
-    let d = spawn(c).wait();
+    let (_t, src, out, d) = limited_copy(
+        Variant::IoUringBufferRing,
+        "2",
+        &[("CARGO_FASTCP_URING_BUFFERS", "32768")],
+        NOBODY,
+        vec![(libc::RLIMIT_MEMLOCK, 256 << 10)],
+    );
     if d.code() == Some(2) && d.stderr.contains("not available") {
         return skip(
             NAME,
@@ -688,11 +704,7 @@ fn io_uring_worker_without_a_ring_hands_its_files_to_blocking_copies() {
         0,
         "every file copied although no worker could build its ring",
     );
-    for rel in entries(&src) {
-        if src.join(&rel).is_file() {
-            assert_same_file(&src.join(&rel), &out.join(&rel));
-        }
-    }
+    assert_every_file_copied(&src, &out);
 }
 
 /// `--fsync` into an out-dir whose parent and grandparent do not exist yet: the directories that
