@@ -44,15 +44,19 @@ fn fastcp() -> Command {
 
 /// `cargo-fastcp -o OUT --from FROM --message-format json <variant flags> ARGS... '**'`.
 fn tree_copy(from: &Path, out: &Path, variant: Variant, extra: &[&str]) -> Command {
+    let mut c = copy_from(from, out, variant);
+    c.args(["--message-format", "json"]).args(extra).arg("**");
+    c
+}
+
+/// `cargo fastcp -o OUT --from FROM` with `variant`'s engine flags; patterns and options follow.
+fn copy_from(from: &Path, out: &Path, variant: Variant) -> Command {
     let mut c = fastcp();
     c.arg("-o")
         .arg(out)
         .arg("--from")
         .arg(from)
-        .args(["--message-format", "json"])
-        .args(variant.args())
-        .args(extra)
-        .arg("**");
+        .args(variant.args());
     c
 }
 
@@ -405,12 +409,7 @@ fn enospc(variant: Variant) {
     assert_eq!(whole, copied, "every copied file stands whole");
     // The human report says it once, not 3,000 times.
     let _ = fs::remove_dir_all(&out);
-    let mut c = fastcp();
-    c.arg("-o")
-        .arg(&out)
-        .arg("--from")
-        .arg(&src)
-        .args(variant.args());
+    let mut c = copy_from(&src, &out, variant);
     c.args(["-j1", "--max-in-flight", "1", "**"]);
     let h = spawn(c).wait();
     h.expect_code(1, "human output");
@@ -534,12 +533,7 @@ fn rewritten_sources(variant: Variant) {
     let mut outcomes = Vec::new();
     for round in 0..4 {
         let out = t.path().join(format!("out{round}"));
-        let mut c = fastcp();
-        c.arg("-o")
-            .arg(&out)
-            .arg("--from")
-            .arg(&src)
-            .args(variant.args());
+        let mut c = copy_from(&src, &out, variant);
         c.args(["--message-format", "json", "f*.bin"]);
         outcomes.push((out, spawn(c).wait()));
     }
