@@ -436,8 +436,11 @@ fn read_sorted(
             Ok(md) => md,
             // Listed, then renamed or removed before it could be looked at (a build or an
             // editor replacing files beside the walk): it is no longer there, so it is not
-            // part of the tree; the rest of the directory is.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            // part of the tree; the rest of the directory is. (With -L a dangling link is
+            // still there and stays an error.)
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && vanished(&path, follow) => {
+                continue
+            }
             Err(e) => return Err(PlanError::io(&path, e)),
         };
         out.push((path, entry.file_name(), md));
@@ -446,9 +449,29 @@ fn read_sorted(
     Ok(out)
 }
 
+/// Whether `path`, which a stat just missed, is itself gone (not a link whose target is).
+fn vanished(path: &Path, follow: bool) -> bool {
+    !follow || fs::symlink_metadata(path).is_err()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dangling_link_is_an_error_with_dereference_and_a_link_without() {
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/nonexistent/target", dir.path().join("dangling")).unwrap();
+        fs::write(dir.path().join("a"), "x").unwrap();
+        let err = read_sorted(dir.path(), true).unwrap_err();
+        assert!(err.to_string().contains("dangling"), "{err}");
+        let names: Vec<_> = read_sorted(dir.path(), false)
+            .unwrap()
+            .into_iter()
+            .map(|(_, name, _)| name)
+            .collect();
+        assert_eq!(names, ["a", "dangling"]);
+    }
 
     #[test]
     fn literal_prefix_stops_at_glob_syntax() {
