@@ -334,6 +334,16 @@ struct Progress {
     counts: Arc<Counts>,
 }
 
+/// A run that ends in an error instead of a summary (the out-dir could not be made) leaves no
+/// frame behind above its error line.
+impl Drop for Progress {
+    fn drop(&mut self) {
+        if !self.bar.is_finished() {
+            self.bar.finish_and_clear();
+        }
+    }
+}
+
 /// What the progress line shows, shared with its formatters.
 #[derive(Default)]
 struct Counts {

@@ -713,6 +713,51 @@ fn an_out_dir_that_cannot_be_made_is_one_error_before_any_write() {
     assert_eq!(tree(&ro), Vec::<String>::new());
 }
 
+/// An out-dir the up-front check lets through (root may write anywhere) but the filesystem
+/// refuses when the run makes it: `/proc` takes no new directory. The same one error and exit 2
+/// as the check gives, on both engines, with and without whole-tree staging, and in JSON an
+/// `error` line and the summary, no line per file.
+#[test]
+fn an_out_dir_refused_only_when_made_is_one_error_and_exit_2() {
+    if !is_root() {
+        return skip(
+            "an_out_dir_refused_only_when_made",
+            "not root: the up-front check refuses /proc before the run tries",
+        );
+    }
+    let env = TestEnv::empty();
+    let src = env.scratch().join("src");
+    for f in ["a", "d/b", "d/e/c"] {
+        let p = src.join(f);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, f).unwrap();
+    }
+    let out = Path::new("/proc/fastcp-no-such-dir");
+    let variants: [&[&str]; 4] = [
+        &[],
+        &["--tree-staging", "off"],
+        &["--engine", "portable"],
+        &["--engine", "portable", "--tree-staging", "off"],
+    ];
+    for extra in variants {
+        let mut args = vec!["--from", src.to_str().unwrap(), "-o", out.to_str().unwrap()];
+        args.extend(extra);
+        args.push("**");
+        let run = env.run(&args);
+        run.code(2)
+            .stderr_has("out-dir /proc/fastcp-no-such-dir: cannot create it: ");
+        assert_eq!(run.stderr.lines().count(), 1, "{extra:?}: {}", run.stderr);
+        assert!(!run.stderr.contains(".fastcp-"), "{}", run.stderr);
+        args.extend(["--message-format", "json"]);
+        let run = env.run(&args);
+        run.code(2);
+        let lines = run.json();
+        let reasons: Vec<_> = lines.iter().map(|l| l["reason"].clone()).collect();
+        assert_eq!(reasons, ["error", "summary"], "{extra:?}: {}", run.stdout);
+        assert_eq!(lines[1]["errors"], 1, "{}", run.stdout);
+    }
+}
+
 #[test]
 fn exclude_glob_removing_the_only_match_says_so() {
     let env = TestEnv::shared(Fixture::Single);

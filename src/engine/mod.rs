@@ -220,6 +220,9 @@ pub struct Summary {
     pub interrupted: bool,
     /// Files per route taken, where the backend routes (empty otherwise).
     pub routes: Vec<(&'static str, usize)>,
+    /// Why the out-dir could not be made when the run came to make it (the up-front check
+    /// passed, the filesystem refused): the run then wrote nothing and stopped.
+    pub out_dir_error: Option<String>,
 }
 
 /// The backend chosen for a run, and why (shown at `-v`).
@@ -258,7 +261,8 @@ pub fn choose(cfg: &Config) -> Result<Chosen, PlanError> {
 
 /// Runs a selection: copies its plan with [`execute`] while a fed plan's feed runs beside it,
 /// then reports what the feed could not read, each as an [`Event::Unwalked`] counted as an
-/// error. `Err`: the feed failed before it published anything, so nothing was written.
+/// error. `Err`: nothing was written, because the feed failed before it published anything or
+/// the out-dir could not be made (one error for the destination, as the up-front check gives).
 pub fn run(
     selection: &Selection<'_>,
     backend: &dyn Backend,
@@ -268,6 +272,12 @@ pub fn run(
 ) -> Result<Summary, PlanError> {
     let (mut summary, unread) =
         selection.run(cancel, |plan| execute(plan, backend, staging, sink, cancel))?;
+    if let Some(reason) = summary.out_dir_error.take() {
+        return Err(PlanError::BadOutDir {
+            path: selection.plan().out_dir.clone(),
+            reason,
+        });
+    }
     summary.errors += unread.len();
     for e in unread {
         sink.event(Event::Unwalked {
@@ -316,6 +326,7 @@ pub fn execute(
         #[cfg(target_os = "linux")]
         held: std::sync::Mutex::new(None),
         above: std::sync::Mutex::new(Vec::new()),
+        out_dir_error: OnceLock::new(),
     };
     // What is published now is counted in `Started`; later chunks in `Planned`.
     let counted = plan.jobs.len();
@@ -331,6 +342,7 @@ pub fn execute(
         (summary.files, summary.bytes) = (0, 0);
     }
     summary.routes = backend.routes();
+    summary.out_dir_error = run.out_dir_error.into_inner();
     summary
 }
 
@@ -344,6 +356,8 @@ struct Run<'a> {
     /// Directories above the out-dir that gained an entry when the run made it (`--fsync`
     /// flushes them too: a new out-dir's name is data like any other).
     above: std::sync::Mutex<Vec<PathBuf>>,
+    /// Set when the out-dir (or the hidden tree) could not be made: no job is taken after that.
+    out_dir_error: OnceLock<String>,
 }
 
 impl Run<'_> {
@@ -376,6 +390,12 @@ impl Run<'_> {
                 if n > seen {
                     self.take_chunk(seen..n, counted, &mut dirs, &queue, &mut links);
                     seen = n;
+                }
+                // Nothing can be written: the feed may stop, and no job is reported one by one.
+                if let Some(e) = dirs.out_dir_error() {
+                    let _ = self.out_dir_error.set(format!("cannot create it: {e}"));
+                    self.plan.jobs.abandon();
+                    break;
                 }
                 if closed && seen == self.plan.jobs.len() {
                     break;
@@ -414,6 +434,9 @@ impl Run<'_> {
         links: &mut Vec<usize>,
     ) {
         dirs.make(self.plan, range.clone());
+        if dirs.out_dir_error().is_some() {
+            return;
+        }
         let mut ready = Vec::new();
         for i in range.clone() {
             let job = &self.plan.jobs[i];
@@ -439,7 +462,7 @@ impl Run<'_> {
     /// Files no worker took or finished (the backend stopped early, for `why`): each is
     /// reported, so none goes missing silently. After a cancel, unstarted files stay unreported.
     fn fail_untaken(&self, why: Option<String>) {
-        if self.ctx.cancelled() {
+        if self.ctx.cancelled() || self.out_dir_error.get().is_some() {
             return;
         }
         let why = why.unwrap_or_else(|| "the copy engine stopped".into());
@@ -624,6 +647,7 @@ impl Run<'_> {
             elapsed: start.elapsed(),
             interrupted: self.ctx.cancelled(),
             routes: Vec::new(),
+            out_dir_error: None,
         }
     }
 }
@@ -723,6 +747,11 @@ impl<'t> DirMaker<'t> {
             held: None,
             tree,
         }
+    }
+
+    /// Why the out-dir (or the hidden tree) could not be made, once the first chunk tried.
+    fn out_dir_error(&self) -> Option<&std::io::Error> {
+        self.out_dir.as_ref()?.as_ref().err()
     }
 
     /// Why `job` cannot be placed: its own directory (a directory job) or its parent could not

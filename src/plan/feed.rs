@@ -150,9 +150,9 @@ impl<'a> Publisher<'a> {
         self.unread.push(error);
     }
 
-    /// Whether the feed should stop (the run was interrupted).
+    /// Whether the feed should stop: the run was interrupted, or the copy takes no more jobs.
     pub fn stopped(&self) -> bool {
-        self.cancel.load(Ordering::Relaxed)
+        self.cancel.load(Ordering::Relaxed) || self.jobs.is_abandoned()
     }
 
     /// Publishes what is buffered now: a feed whose items come slowly (a build's artifacts)

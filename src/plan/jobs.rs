@@ -22,6 +22,8 @@ pub struct Jobs {
     /// Jobs published.
     len: AtomicUsize,
     closed: AtomicBool,
+    /// Set when the copy stopped taking jobs (its out-dir cannot be made): the feed may stop.
+    abandoned: AtomicBool,
     wait: (Mutex<()>, Condvar),
 }
 
@@ -49,6 +51,7 @@ impl Jobs {
             published: AtomicUsize::new(0),
             len: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
+            abandoned: AtomicBool::new(false),
             wait: (Mutex::new(()), Condvar::new()),
         }
     }
@@ -76,6 +79,15 @@ impl Jobs {
     pub fn close(&self) {
         self.closed.store(true, Ordering::Release);
         self.notify();
+    }
+
+    /// The copy takes no more jobs: a feed still running may stop (see `Publisher::stopped`).
+    pub fn abandon(&self) {
+        self.abandoned.store(true, Ordering::Release);
+    }
+
+    pub fn is_abandoned(&self) -> bool {
+        self.abandoned.load(Ordering::Acquire)
     }
 
     fn notify(&self) {
