@@ -161,6 +161,9 @@ pub enum CopyError {
         expected: u64,
         actual: u64,
     },
+    /// A directory stands where a file (or link) goes: left as it is, as `cp` leaves it.
+    #[error("cannot overwrite directory {} with a file", .path.display())]
+    DirectoryInTheWay { path: PathBuf },
     #[error("{} not copied: the file it is a hard link of failed", .path.display())]
     LinkSourceFailed { path: PathBuf },
     #[error("{} not copied: interrupted", .path.display())]
@@ -195,5 +198,14 @@ impl CopyError {
             path: path.into(),
             cause,
         }
+    }
+
+    /// Renaming a finished file onto its final name `dst` failed: a directory in the way is said
+    /// in the user's words, not as the rename's `EISDIR`.
+    pub fn placing(dst: impl Into<PathBuf>, cause: io::Error) -> Self {
+        if cause.kind() == io::ErrorKind::IsADirectory {
+            return CopyError::DirectoryInTheWay { path: dst.into() };
+        }
+        CopyError::io("rename into place", dst, cause)
     }
 }

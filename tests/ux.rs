@@ -315,6 +315,52 @@ fn failures_count_files_not_directories() {
     assert!(!run.stderr.contains("of 4 files"), "{}", run.stderr);
 }
 
+/// A directory where a file goes in an existing out-dir (full, or empty) is said as `cp` says
+/// it, naming the final path, on every way a file is placed (an unnamed inode linked in, a named
+/// temporary renamed, the ring's rename); the file fails, the directory stays, the rest is copied.
+#[test]
+fn a_directory_in_a_files_place_is_said_as_cp_says_it() {
+    let env = TestEnv::empty();
+    let src = env.scratch().join("src");
+    fs::create_dir_all(&src).unwrap();
+    for f in ["full", "empty", "fine"] {
+        fs::write(src.join(f), f).unwrap();
+    }
+    let variants: [(&[&str], &str); 3] = [(&[], "0"), (&[], "1"), (&["--engine", "portable"], "0")];
+    for (i, (extra, named)) in variants.into_iter().enumerate() {
+        let out = env.out(&format!("dist{i}"));
+        fs::create_dir_all(out.join("full/keep")).unwrap();
+        fs::create_dir_all(out.join("empty")).unwrap();
+        let mut args = vec!["--from", src.to_str().unwrap(), "-o", out.to_str().unwrap()];
+        args.extend(extra);
+        args.push("**");
+        let mut cmd = env.fastcp();
+        cmd.env("CARGO_FASTCP_NAMED_TEMPS", named).args(&args);
+        let run = Run::from_cmd(&mut cmd, &args);
+        let what = format!("{extra:?}, named temps {named}");
+        run.code(1).stderr_has("error: 2 of 3 files failed");
+        for d in ["full", "empty"] {
+            let said = format!(
+                "error: cannot overwrite directory {} with a file\n",
+                s(&out.join(d))
+            );
+            assert!(
+                run.stderr.contains(&said),
+                "{what}: {said:?} in\n{}",
+                run.stderr
+            );
+            assert!(out.join(d).is_dir(), "{what}");
+        }
+        assert!(
+            !run.stderr.contains("rename into place"),
+            "{what}: {}",
+            run.stderr
+        );
+        assert_eq!(fs::read(out.join("fine")).unwrap(), b"fine", "{what}");
+        assert!(out.join("full/keep").is_dir(), "{what}");
+    }
+}
+
 #[test]
 fn one_cause_for_many_files_is_said_once() {
     let env = TestEnv::empty();

@@ -615,7 +615,10 @@ impl Run<'_> {
                 }
             }
             if res.is_ok() && job.op != Op::Dir {
-                res = move_beneath(&tree.map(&job.dst), &job.dst);
+                if let Err(e) = move_beneath(&tree.map(&job.dst), &job.dst) {
+                    self.ctx.fail(i, CopyError::placing(&job.dst, e));
+                    continue;
+                }
             }
             if let Err(e) = res {
                 self.ctx.fail(i, CopyError::io("place", &job.dst, e));

@@ -102,7 +102,7 @@ impl TempGuard {
         };
         fs::rename(&tmp, at).map_err(|e| {
             let _ = fs::remove_file(&tmp);
-            CopyError::io("rename into place", dst, e)
+            CopyError::placing(dst, e)
         })
     }
 }
@@ -455,7 +455,7 @@ impl<'d> Staged<'d, compio::fs::File> {
             // `rename` replaces a symlink at the destination rather than writing through it.
             compio::fs::rename(guard.path(), &self.at)
                 .await
-                .map_err(|e| CopyError::io("rename into place", &*self.dst, e))?;
+                .map_err(|e| CopyError::placing(&*self.dst, e))?;
         }
         guard.disarm();
         Ok(())
