@@ -21,8 +21,8 @@ use tempfile::TempDir;
 
 use common::{
     as_user_with, assert_no_temps, assert_same_file, bin_command, bytes as noise, entries,
-    io_uring_runs_here, is_root, is_temp, put, send_signal, skip, skip_outside_ci, spawn,
-    this_test, Done, Proc, Rng, Tmpfs, Variant, NOBODY,
+    io_uring_runs_here, is_root, is_temp, put, send_signal, set_mode, set_mtime, skip,
+    skip_outside_ci, spawn, this_test, Done, Proc, Rng, Tmpfs, Variant, NOBODY,
 };
 use faultfs::Fault;
 
@@ -779,6 +779,82 @@ fn fsync_flushes_the_entries_of_a_new_out_dir(variant: Variant) {
     );
 }
 engine_cases!(fsync_flushes_the_entries_of_a_new_out_dir);
+
+/// A `close` that fails after an unnamed (`O_TMPFILE`) file was linked into place. The out-dir is
+/// a FUSE mount (`faultfs::raw`) that creates unnamed files and answers `EIO` to the `FLUSH` the
+/// kernel sends when one is closed, which `close(2)` (and io_uring's close) returns. Each file
+/// stands under its final name, whole, with its mode and mtime, before that close: the run
+/// reports it copied, exit 0. Before, the io-uring engine reported every file failed (`close`,
+/// `Input/output error`) although it was in place; the portable engine's close is a drop.
+fn close_error_after_placement_is_not_a_failure(variant: Variant) {
+    if let Some(why) = faultfs::unavailable() {
+        return skip_outside_ci(&this_test(), &why);
+    }
+    // On the target's disk, not in /tmp: a tmpfs cannot drop the source's pages (below).
+    let t = tempfile::Builder::new()
+        .prefix("fastcp-faults-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .expect("tempdir");
+    let (src, out) = (t.path().join("src"), t.path().join("out"));
+    fs::create_dir_all(&out).unwrap();
+    // Sizes around the ring's 128 KiB buffers and the 64 KiB auto threshold, one nested.
+    let files = [
+        ("small.txt", 1_000, 0o644),
+        ("run.sh", 37_000, 0o755),
+        ("private.bin", 131_073, 0o600),
+        ("d/large.bin", 1_000_000, 0o640),
+    ];
+    for (k, &(name, size, mode)) in files.iter().enumerate() {
+        let p = src.join(name);
+        put(&p, &noise(size, k as u64 + 1));
+        set_mode(&p, mode);
+        set_mtime(&p, 1_600_000_000 + k as u64 * 86_400, 123_456_789);
+        // Cold, so that `auto` sends it through the ring too (warm files go to plain threads).
+        common::evict(&p);
+    }
+    let m = match faultfs::raw::mount(&out) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::Unsupported => {
+            return skip_outside_ci(&this_test(), &e.to_string())
+        }
+        Err(e) => panic!("mount the FUSE out-dir: {e}"),
+    };
+    // Into an existing out-dir each file is staged and placed on its own (no hidden tree);
+    // `--tree-staging off` says so whatever the default becomes.
+    let d = spawn(tree_copy(&src, &out, variant, &["--tree-staging", "off"])).wait();
+    let count = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
+    let s = &m.stats;
+    let seen = format!(
+        "the filesystem saw {} unnamed files, {} links, {} failed closes in place and {} of \
+         files not yet linked",
+        count(&s.tmpfiles),
+        count(&s.links),
+        count(&s.failed_closes_in_place),
+        count(&s.failed_closes_unnamed)
+    );
+    d.expect_code(0, format!("every file is in place; {seen}"));
+    for (name, ..) in files {
+        assert_same_file(&src.join(name), &out.join(name));
+    }
+    // The path under test was taken: every file unnamed, linked, and its close failed after.
+    let n = files.len() as u64;
+    assert!(
+        count(&s.tmpfiles) >= n && count(&s.links) >= n && count(&s.failed_closes_in_place) >= n,
+        "each of the {n} files must be created unnamed, linked, then fail its close: {seen}"
+    );
+    if variant == Variant::IoUringAuto {
+        let summary = d.json().into_iter().find(|l| l["reason"] == "summary");
+        let cold = summary.as_ref().and_then(|l| l["routes"]["cold"].as_u64());
+        assert_eq!(
+            cold,
+            Some(n),
+            "every file went through the ring: {summary:?}"
+        );
+    }
+    assert_no_temps(&out);
+    drop(m);
+}
+method_cases!(close_error_after_placement_is_not_a_failure);
 
 // ---------------------------------------------------------------------------------------------
 // 6. Writes that stay inside the destination while it changes underneath

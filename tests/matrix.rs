@@ -500,16 +500,12 @@ method_cases!(copies_the_tree);
 /// Drops every other regular file of `root` (in path order) from the page cache, after
 /// flushing it (only clean pages can be dropped).
 fn evict_half(root: &Path) -> usize {
-    use std::os::fd::AsRawFd;
     let mut n = 0;
     for (k, (path, md)) in walk(root).iter().filter(|(_, m)| m.is_file()).enumerate() {
         if k % 2 == 1 || md.len() == 0 {
             continue;
         }
-        let f = File::open(root.join(path)).expect("open to evict");
-        f.sync_all().expect("fsync");
-        // SAFETY: advisory call on an open descriptor.
-        unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        common::evict(&root.join(path));
         n += 1;
     }
     n

@@ -12,7 +12,6 @@ mod common;
 
 use std::fs::{self, File};
 use std::io::Write;
-use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -184,9 +183,7 @@ fn same_bytes(a: &Path, b: &Path) -> bool {
 /// Drops the source's pages, so the copy meets a cold file (the router must still reflink).
 fn evict(root: &Path) {
     for (name, _, _) in FILES {
-        let f = File::open(root.join(name)).expect("open");
-        // SAFETY: advisory call on an open descriptor.
-        unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        common::evict(&root.join(name));
     }
 }
 

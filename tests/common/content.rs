@@ -1,6 +1,8 @@
-//! Test content: deterministic bytes and files put in place with their parents.
+//! Test content: deterministic bytes, files put in place with their parents, and files made
+//! cold (out of the page cache).
 
-use std::fs;
+use std::fs::{self, File};
+use std::os::fd::AsRawFd;
 use std::path::Path;
 
 /// xorshift64*: deterministic, and fast even unoptimized because it is used a word at a time.
@@ -43,4 +45,13 @@ pub fn bytes(len: usize, seed: u64) -> Vec<u8> {
 pub fn put(path: &Path, data: &[u8]) {
     fs::create_dir_all(path.parent().unwrap()).unwrap();
     fs::write(path, data).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+}
+
+/// Drops the file at `path` from the page cache, after flushing it (only clean pages can be
+/// dropped), so a copy meets a cold file: what `--copy-method auto` sends through the ring.
+pub fn evict(path: &Path) {
+    let f = File::open(path).unwrap_or_else(|e| panic!("open {} to evict: {e}", path.display()));
+    f.sync_all().expect("fsync before evicting");
+    // SAFETY: advisory call on an open descriptor.
+    unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
 }

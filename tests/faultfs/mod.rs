@@ -4,8 +4,11 @@
 //! Optionally every file is opened `direct_io` (no page cache: the reader sees exactly what the
 //! server answers). It runs inside the test process on `fuser`'s own threads; the binary under
 //! test is a separate process reading through the kernel, as it would from any network or
-//! userspace filesystem.
+//! userspace filesystem. [`raw`] is the writable one, spoken without fuser: an out-dir whose
+//! closes fail.
 #![allow(dead_code)]
+
+pub mod raw;
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
