@@ -200,6 +200,19 @@ impl CopyError {
         }
     }
 
+    /// The path the error names.
+    pub fn path_mut(&mut self) -> Option<&mut PathBuf> {
+        match self {
+            CopyError::Io { path, .. }
+            | CopyError::Changed { path, .. }
+            | CopyError::DirectoryInTheWay { path }
+            | CopyError::LinkSourceFailed { path }
+            | CopyError::Interrupted { path }
+            | CopyError::DestinationFull { path, .. } => Some(path),
+            CopyError::Unwalked(_) => None,
+        }
+    }
+
     /// Renaming a finished file onto its final name `dst` failed: a directory in the way is said
     /// in the user's words, not as the rename's `EISDIR`.
     pub fn placing(dst: impl Into<PathBuf>, cause: io::Error) -> Self {

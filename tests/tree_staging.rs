@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::{
     assert_faithful_copy, bin_command, bytes, put, reason, send_signal, spawn, summary_of, Scratch,
-    Variant,
+    Tmpfs, Variant,
 };
 
 /// A tree long enough to interrupt: 4 files of 40 MiB first (large files are queued first),
@@ -226,3 +226,49 @@ fn fsync_and_checksums_on_the_whole_tree(variant: Variant) {
     assert!(hidden_trees(&out).is_empty());
 }
 engine_cases!(fsync_and_checksums_on_the_whole_tree);
+
+/// A failure on the destination's side inside the hidden tree (the out-dir's filesystem runs out
+/// of inodes part way) names each failed file by its final path under the out-dir, never by the
+/// hidden tree's name or a `/proc/self/fd/N/…` form; the files that fit are placed.
+fn a_failure_in_the_hidden_tree_names_the_final_path(variant: Variant) {
+    let t = Scratch::new("fastcp-tree-enospc-");
+    let small = t.path().join("small");
+    let _mount = match Tmpfs::with_options(&small, "size=1m,nr_inodes=12") {
+        Ok(m) => m,
+        Err(why) => return common::skip("a_failure_in_the_hidden_tree_names_the_final_path", &why),
+    };
+    let src = t.path().join("src");
+    for k in 0..20 {
+        put(
+            &src.join(format!("d{}/f{k:02}", k % 2)),
+            k.to_string().as_bytes(),
+        );
+    }
+    let out = small.join("out");
+    let d = common::run_cmd(copy_cmd(&src, &out, variant, &[]));
+    d.expect_code(1, "a new out-dir on a filesystem out of inodes");
+    let lines = d.json();
+    let failed = reason(&lines, "failed");
+    assert!(!failed.is_empty(), "{}", d.describe());
+    for f in &failed {
+        let error = f["error"].as_str().expect("error");
+        let named = format!("{}/d", out.display());
+        assert!(error.contains(&named), "{error:?} does not name {named}/…");
+        assert!(error.contains("No space left"), "{error:?}");
+    }
+    let said = format!("{}{}", d.stdout, d.stderr);
+    assert!(
+        !said.contains(".fastcp-"),
+        "a hidden name: {}",
+        d.describe()
+    );
+    assert!(
+        !said.contains("/proc/self/fd"),
+        "a /proc form: {}",
+        d.describe()
+    );
+    let placed = reason(&lines, "copied").len();
+    assert_eq!(placed + failed.len(), 20, "{}", d.describe());
+    assert!(hidden_trees(&out).is_empty());
+}
+method_cases!(a_failure_in_the_hidden_tree_names_the_final_path);

@@ -155,7 +155,13 @@ impl Ctx<'_> {
         }
     }
 
-    pub fn fail(&self, index: usize, error: CopyError) {
+    pub fn fail(&self, index: usize, mut error: CopyError) {
+        // A path in the hidden tree is named as the out-dir path the user asked for.
+        if let (Some(tree), Some(path)) = (&self.tree, error.path_mut()) {
+            if let Some(final_path) = tree.unmap(path) {
+                *path = final_path;
+            }
+        }
         if error.is_out_of_space() {
             self.full.store(true, Ordering::Relaxed);
         }

@@ -328,9 +328,14 @@ impl<'d, F> Staged<'d, F> {
             } else {
                 NAMED_MODE
             };
+            let what = if in_tree {
+                "create"
+            } else {
+                "create a temporary for"
+            };
             let file = open(Open::Named { path: &tmp, mode })
                 .await
-                .map_err(|e| CopyError::io("create a temporary for", &*dst, e))?;
+                .map_err(|e| CopyError::io(what, &*dst, e))?;
             done = Some((file, Some(TempGuard::new(tmp)), mode));
         }
         let (file, named, created) = done
@@ -347,12 +352,11 @@ impl<'d, F> Staged<'d, F> {
         })
     }
 
-    /// The path errors about the staged file name: its temporary name, or the destination.
+    /// The path errors about the staged file name: its destination (a temporary's name, or the
+    /// `/proc/self/fd/N/…` form it is reached through, means nothing to the user; in a hidden
+    /// tree, `Ctx::fail` names the final path).
     pub fn label(&self) -> &Path {
-        match &self.named {
-            Some(g) => g.path(),
-            None => &self.dst,
-        }
+        &self.dst
     }
 
     /// The checks and metadata every finished file gets before it is placed: `copied` must be
@@ -450,7 +454,7 @@ impl<'d> Staged<'d, compio::fs::File> {
         self.file
             .close()
             .await
-            .map_err(|e| CopyError::io("close", guard.path(), e))?;
+            .map_err(|e| CopyError::io("close", &*self.dst, e))?;
         if !self.in_tree {
             // `rename` replaces a symlink at the destination rather than writing through it.
             compio::fs::rename(guard.path(), &self.at)

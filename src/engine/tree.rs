@@ -74,6 +74,13 @@ impl Tree {
         }
     }
 
+    /// The out-dir path of `path` when it is in the hidden tree (what an error about it names:
+    /// the user asked for the out-dir, and the hidden name is gone by the end of the run).
+    pub fn unmap(&self, path: &Path) -> Option<PathBuf> {
+        let rel = path.strip_prefix(&self.hidden).ok()?;
+        Some(self.out_dir.join(rel))
+    }
+
     /// Makes the hidden tree's root (and the out-dir's missing ancestors). Exclusive: a name
     /// that exists (it holds this live process's pid) is not written into.
     pub fn make(&self) -> io::Result<()> {
@@ -210,5 +217,13 @@ mod tests {
             Path::new("/x/.dist.fastcp-7/a/b")
         );
         assert_eq!(t.map(Path::new("/x/dist")), Path::new("/x/.dist.fastcp-7"));
+        let back = |p: &str| t.unmap(Path::new(p));
+        assert_eq!(
+            back("/x/.dist.fastcp-7/a/b"),
+            Some(PathBuf::from("/x/dist/a/b"))
+        );
+        assert_eq!(back("/x/.dist.fastcp-7"), Some(PathBuf::from("/x/dist")));
+        assert_eq!(back("/x/.dist.fastcp-70/a"), None);
+        assert_eq!(back("/x/src/a"), None);
     }
 }

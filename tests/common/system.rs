@@ -106,12 +106,12 @@ pub struct Tmpfs(PathBuf);
 impl Tmpfs {
     /// A tmpfs of `size` (`2m`, …) at `dir`, created if missing.
     pub fn mount(dir: &Path, size: &str) -> Result<Tmpfs, String> {
-        mount(
-            "tmpfs",
-            "tmpfs",
-            dir,
-            Some(&format!("size={size},mode=0755")),
-        )?;
+        Tmpfs::with_options(dir, &format!("size={size}"))
+    }
+
+    /// A tmpfs at `dir` mounted with `options` (`size=1m,nr_inodes=12`, …).
+    pub fn with_options(dir: &Path, options: &str) -> Result<Tmpfs, String> {
+        mount("tmpfs", "tmpfs", dir, Some(&format!("{options},mode=0755")))?;
         Ok(Tmpfs(dir.to_path_buf()))
     }
 
