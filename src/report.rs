@@ -356,10 +356,12 @@ struct Counts {
     total_bytes: AtomicU64,
 }
 
-/// The bar shrinks before the text around it does, down to this many columns.
+/// The bar shrinks before the text around it does, down to this many columns, and to a stub of
+/// `STUB_BAR` once only the compact texts fit.
 const MIN_BAR: usize = 10;
-/// Terminals narrower than this get no `Copying` header.
-const HEADER_MIN_WIDTH: usize = 50;
+const STUB_BAR: usize = 5;
+/// `     Copying `: cargo's status word, right-aligned in 12 columns, and a space.
+const HEADER_WIDTH: usize = 13;
 
 impl Progress {
     /// A counter, or at once a bar when `plan` is already complete.
@@ -426,9 +428,10 @@ fn fit(width: usize, candidates: &[String]) -> String {
         .unwrap_or_default()
 }
 
-/// `     Copying `, cargo's right-aligned status word (bold cyan, as cargo's progress header).
-fn header(width: usize) -> String {
-    if width < HEADER_MIN_WIDTH {
+/// `     Copying `, cargo's right-aligned status word (bold cyan, as cargo's progress header),
+/// when the layout has room for it.
+fn header(show: bool) -> String {
+    if !show {
         return String::new();
     }
     let style = anstyle::Style::new()
@@ -458,30 +461,60 @@ fn usable_width() -> usize {
 /// Braille spinner frames, as indicatif's default spinner; advanced by elapsed time.
 const SPINNER: [char; 8] = ['⠁', '⠂', '⠄', '⡀', '⢀', '⠠', '⠐', '⠈'];
 
+/// The counter's layouts, fullest first: (header shown, which text of [`counter_text`]). What
+/// goes first is what says least: the `so far`, then the header and the elapsed time, then the
+/// words; the bytes stay until not even `copied/found` files and bytes fit.
+const COUNTER_LAYOUTS: [(bool, usize); 7] = [
+    (true, 0),
+    (true, 1),
+    (false, 1),
+    (false, 2),
+    (false, 3),
+    (false, 4),
+    (false, 5),
+];
+
+/// The counter's texts, longest first: files (`ff`) and bytes (`fb`) found, files (`cf`) and
+/// bytes (`cb`) copied, elapsed time (`el`).
+fn counter_text(ff: u64, fb: &str, cf: u64, cb: &str, el: &str) -> [String; 6] {
+    [
+        format!("found {ff} files ({fb}) so far, copied {cf} files ({cb}), {el}"),
+        format!("found {ff} files ({fb}), copied {cf} ({cb}), {el}"),
+        format!("found {ff} ({fb}), copied {cf} ({cb})"),
+        format!("{cf}/{ff}+ files, {cb}/{fb}+"),
+        format!("{cf}/{ff}+, {cb}"),
+        format!("{cf}/{ff}+"),
+    ]
+}
+
+/// The counter's line in `width` columns: the first layout that fits (the spinner and its space
+/// take 2), else the barest cut to fit.
+fn counter_line(width: usize, spin: char, texts: &[String; 6]) -> String {
+    let fits = |&&(head, i): &&(bool, usize)| {
+        let used = if head { HEADER_WIDTH } else { 0 } + 2;
+        used + texts[i].chars().count() <= width
+    };
+    let (head, i) = *COUNTER_LAYOUTS
+        .iter()
+        .find(fits)
+        .unwrap_or(&COUNTER_LAYOUTS[COUNTER_LAYOUTS.len() - 1]);
+    let room = width.saturating_sub(if head { HEADER_WIDTH } else { 0 } + 2);
+    format!("{}{spin} {}", header(head), fit(room, &texts[i..=i]))
+}
+
 /// While the walk still runs: `Copying ⠂ found 3841 files (43.8 MiB) so far, copied …, 2s`.
 fn counter_style(counts: &Arc<Counts>) -> ProgressStyle {
     let c = Arc::clone(counts);
     let line = move |state: &ProgressState, w: &mut dyn std::fmt::Write| {
-        let width = usable_width();
-        let head = header(width);
-        let room = width.saturating_sub(console::measure_text_width(&head) + 2);
-        let ff = c.found_files.load(Ordering::Relaxed);
-        let fb = human_bytes(c.found_bytes.load(Ordering::Relaxed));
-        let cf = c.copied_files.load(Ordering::Relaxed);
-        let cb = human_bytes(state.pos());
-        let el = secs(state.elapsed());
-        let text = fit(
-            room,
-            &[
-                format!("found {ff} files ({fb}) so far, copied {cf} files ({cb}), {el}"),
-                format!("found {ff} files ({fb}), copied {cf} ({cb}), {el}"),
-                format!("found {ff}, copied {cf}, {el}"),
-                format!("{cf}/{ff}+ files"),
-                format!("{cf}/{ff}+"),
-            ],
+        let texts = counter_text(
+            c.found_files.load(Ordering::Relaxed),
+            &human_bytes(c.found_bytes.load(Ordering::Relaxed)),
+            c.copied_files.load(Ordering::Relaxed),
+            &human_bytes(state.pos()),
+            &secs(state.elapsed()),
         );
         let spin = SPINNER[(state.elapsed().as_millis() / 100) as usize % SPINNER.len()];
-        let _ = write!(w, "{head}{spin} {text}");
+        let _ = write!(w, "{}", counter_line(usable_width(), spin, &texts));
     };
     ProgressStyle::with_template("{line}")
         .unwrap_or_else(|_| ProgressStyle::default_spinner())
@@ -498,8 +531,8 @@ struct BarText {
 }
 
 impl BarText {
-    /// Longest first: the first that fits is shown, the last is cut to fit.
-    fn candidates(&self) -> [String; 4] {
+    /// Longest first (see [`BAR_LAYOUTS`]).
+    fn candidates(&self) -> [String; 5] {
         let BarText {
             files,
             bytes,
@@ -510,7 +543,8 @@ impl BarText {
         [
             format!("{files} files, {bytes}, {rate}/s, {elapsed}, ETA {eta}"),
             format!("{files} files, {bytes}, ETA {eta}"),
-            format!("{files} files, ETA {eta}"),
+            format!("{files}, {bytes}, ETA {eta}"),
+            format!("{files}, {bytes}"),
             files.clone(),
         ]
     }
@@ -530,29 +564,44 @@ impl BarText {
     }
 }
 
-/// The bar's text for `room` columns: the longest layout whose widest form fits, padded to that
-/// width, so the bar beside it keeps one length for the whole run (it never shrinks as the
-/// counts grow).
-fn bar_text(room: usize, now: &BarText, widest: &BarText) -> String {
-    let widest = widest.candidates();
-    let now = now.candidates();
-    let i = widest
+/// The bar's layouts, fullest first: (header shown, the bar's least width, which text of
+/// [`BarText::candidates`]). The rate and elapsed time go first, then the header, then the ETA
+/// and the word `files` while the bar shrinks to a stub; the bytes copied stay until not even
+/// `copied/total` files and bytes fit.
+const BAR_LAYOUTS: [(bool, usize, usize); 6] = [
+    (true, MIN_BAR, 0),
+    (true, MIN_BAR, 1),
+    (false, MIN_BAR, 1),
+    (false, STUB_BAR, 2),
+    (false, STUB_BAR, 3),
+    (false, STUB_BAR, 4),
+];
+
+/// The layout for `width` columns: the first whose widest form (`[`, `] ` around the bar
+/// included) fits, else the barest. Chosen from the widest form, it stays put for the whole run.
+fn bar_layout(width: usize, widest: &BarText) -> (bool, usize, usize) {
+    let texts = widest.candidates();
+    let fixed = |head: bool, bar: usize| if head { HEADER_WIDTH } else { 0 } + 3 + bar;
+    *BAR_LAYOUTS
         .iter()
-        .position(|c| c.chars().count() <= room)
-        .unwrap_or(widest.len() - 1);
-    let width = widest[i].chars().count().min(room);
-    fit(room, &[format!("{:<width$}", now[i])])
+        .find(|&&(head, bar, i)| fixed(head, bar) + texts[i].chars().count() <= width)
+        .unwrap_or(&BAR_LAYOUTS[BAR_LAYOUTS.len() - 1])
+}
+
+/// The bar's text for `width` columns, in the layout [`bar_layout`] chose, padded to its widest
+/// form, so the bar beside it keeps one length for the whole run (it never shrinks as the counts
+/// grow).
+fn bar_text(width: usize, now: &BarText, widest: &BarText) -> String {
+    let (head, bar, i) = bar_layout(width, widest);
+    let room = width.saturating_sub(if head { HEADER_WIDTH } else { 0 } + 3 + bar);
+    let padded = widest.candidates()[i].chars().count().min(room);
+    fit(room, &[format!("{:<padded$}", now.candidates()[i])])
 }
 
 /// Once the plan is complete: `Copying [=====>    ] 1765/3841 files, 20.1 MiB/43.8 MiB, …, ETA 3s`.
 fn bar_style(counts: &Arc<Counts>) -> ProgressStyle {
     let c = Arc::clone(counts);
     let info = move |state: &ProgressState, w: &mut dyn std::fmt::Write| {
-        let width = usable_width();
-        let head = console::measure_text_width(&header(width));
-        // `[`, `] ` around the bar, and the bar's own minimum when there is room for one.
-        let bar = if width >= 3 * MIN_BAR { MIN_BAR } else { 0 };
-        let room = width.saturating_sub(head + 3 + bar);
         let tf = c.total_files.load(Ordering::Relaxed);
         let tb = c.total_bytes.load(Ordering::Relaxed);
         let cf = c.copied_files.load(Ordering::Relaxed);
@@ -568,10 +617,19 @@ fn bar_style(counts: &Arc<Counts>) -> ProgressStyle {
                 secs(state.eta())
             },
         };
-        let _ = write!(w, "{}", bar_text(room, &now, &BarText::widest(tf, tb)));
+        let _ = write!(
+            w,
+            "{}",
+            bar_text(usable_width(), &now, &BarText::widest(tf, tb))
+        );
     };
-    let head = |_: &ProgressState, w: &mut dyn std::fmt::Write| {
-        let _ = write!(w, "{}", header(usable_width()));
+    let c = Arc::clone(counts);
+    let head = move |_: &ProgressState, w: &mut dyn std::fmt::Write| {
+        let widest = BarText::widest(
+            c.total_files.load(Ordering::Relaxed),
+            c.total_bytes.load(Ordering::Relaxed),
+        );
+        let _ = write!(w, "{}", header(bar_layout(usable_width(), &widest).0));
     };
     ProgressStyle::with_template("{head}[{wide_bar}] {info}")
         .unwrap_or_else(|_| ProgressStyle::default_bar())
@@ -1035,18 +1093,56 @@ mod tests {
             elapsed: secs.to_string(),
             eta: secs.to_string(),
         };
-        for room in [9, 20, 40, 60, 100] {
-            let first = bar_text(room, &at(0, 0, 0, "0s"), &widest);
-            let last = bar_text(room, &at(2403, 1000 << 10, 900 << 20, "12m"), &widest);
+        for width in [17, 23, 39, 59, 69, 99] {
+            let first = bar_text(width, &at(0, 0, 0, "0s"), &widest);
+            let last = bar_text(width, &at(2403, 1000 << 10, 900 << 20, "12m"), &widest);
             assert_eq!(
                 first.chars().count(),
                 last.chars().count(),
                 "{first:?} {last:?}"
             );
-            assert!(first.chars().count() <= room, "{first:?}");
+            assert!(first.chars().count() <= width, "{first:?}");
         }
-        let line = bar_text(100, &at(12, 5 << 20, 1 << 20, "3s"), &widest);
+        let line = bar_text(120, &at(12, 5 << 20, 1 << 20, "3s"), &widest);
         assert!(line.starts_with("12/2403 files, 5.0 MiB/48.0 MiB, 1.0 MiB/s, 3s, ETA 3s"));
+    }
+
+    #[test]
+    fn narrow_layouts_drop_the_rate_header_and_eta_before_the_bytes() {
+        use super::{bar_layout, bar_text, counter_line, counter_text, BarText, HEADER_WIDTH};
+        let widest = BarText::widest(2403, 48 << 20);
+        let now = BarText {
+            files: "12/2403".into(),
+            bytes: "5.0 MiB/48.0 MiB".into(),
+            rate: "1.0 MiB".into(),
+            elapsed: "3s".into(),
+            eta: "9s".into(),
+        };
+        let text = |w| bar_text(w, &now, &widest).trim_end().to_string();
+        // 80 columns: the header, the bar and everything but the rate and elapsed time.
+        assert!(bar_layout(79, &widest).0);
+        assert_eq!(text(79), "12/2403 files, 5.0 MiB/48.0 MiB, ETA 9s");
+        // 60: the header goes first; 50: the word `files`; 40: the ETA; never the bytes.
+        assert!(!bar_layout(59, &widest).0);
+        assert_eq!(text(59), "12/2403 files, 5.0 MiB/48.0 MiB, ETA 9s");
+        assert_eq!(text(49), "12/2403, 5.0 MiB/48.0 MiB, ETA 9s");
+        assert_eq!(text(39), "12/2403, 5.0 MiB/48.0 MiB");
+        assert_eq!(text(23), "12/2403");
+        let texts = counter_text(2403, "48.4 MiB", 1200, "20.1 MiB", "2s");
+        let line = |w| counter_line(w, '*', &texts);
+        assert!(line(99).starts_with(&format!("{:>w$}", "Copying ", w = HEADER_WIDTH)));
+        assert!(line(99)
+            .ends_with("* found 2403 files (48.4 MiB) so far, copied 1200 files (20.1 MiB), 2s"));
+        assert_eq!(
+            line(59),
+            "* found 2403 files (48.4 MiB), copied 1200 (20.1 MiB), 2s"
+        );
+        assert_eq!(line(49), "* found 2403 (48.4 MiB), copied 1200 (20.1 MiB)");
+        assert_eq!(line(39), "* 1200/2403+ files, 20.1 MiB/48.4 MiB+");
+        assert_eq!(line(23), "* 1200/2403+, 20.1 MiB");
+        for w in [10, 23, 39, 49, 59, 99] {
+            assert!(line(w).chars().count() <= w, "{:?}", line(w));
+        }
     }
 
     #[test]

@@ -126,6 +126,17 @@ fn frame_total(frame: &str) -> Option<u64> {
     (before > 0).then(|| digits(&frame[slash + 1..])).flatten()
 }
 
+/// Whether a frame shows a size (`0 B`, `20.1 MiB/48.4 MiB`, `(3.0 KiB)`).
+fn shows_bytes(frame: &str) -> bool {
+    let words: Vec<&str> = frame.split_whitespace().collect();
+    words.windows(2).any(|w| {
+        let number = w[0].rsplit(['/', '(']).next().unwrap_or_default();
+        let unit = w[1].trim_end_matches([')', ',', '+']);
+        let unit = unit.split('/').next().unwrap_or_default();
+        number.parse::<f64>().is_ok() && ["B", "KiB", "MiB", "GiB", "TiB"].contains(&unit)
+    })
+}
+
 fn is_bar(frame: &str) -> bool {
     frame.contains('[') && frame.contains(']')
 }
@@ -141,6 +152,12 @@ fn check_frames(raw: &str, cols: u16) -> Vec<String> {
             cols,
             f.chars().count()
         );
+    }
+    // From 40 columns on, the bytes stay: the rate, header and ETA make room first.
+    if cols >= 40 {
+        for f in &frames {
+            assert!(shows_bytes(f), "a {cols}-column frame without bytes: {f:?}");
+        }
     }
     let totals: Vec<u64> = frames.iter().filter_map(|f| frame_total(f)).collect();
     assert!(!totals.is_empty(), "no frame shows a total: {frames:#?}");
@@ -257,6 +274,11 @@ fn progress_streamed_fits_40_columns() {
 }
 
 #[test]
+fn progress_streamed_fits_60_columns() {
+    progress_streamed(60);
+}
+
+#[test]
 fn progress_streamed_fits_160_columns() {
     progress_streamed(160);
 }
@@ -264,6 +286,16 @@ fn progress_streamed_fits_160_columns() {
 #[test]
 fn progress_planned_fits_24_columns() {
     progress_planned(24);
+}
+
+#[test]
+fn progress_planned_fits_40_columns() {
+    progress_planned(40);
+}
+
+#[test]
+fn progress_planned_fits_60_columns() {
+    progress_planned(60);
 }
 
 #[test]
