@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -165,6 +165,54 @@ fn release_copies_every_shippable_artifact_cargo_style() {
     for exe in ["app-cli", "app-admin", "libffi_core.so"] {
         assert_executable(&out.join(exe));
     }
+}
+
+/// `--crate-type T` for every crate type.
+fn every_crate_type() -> Vec<&'static str> {
+    [
+        "bin",
+        "example",
+        "cdylib",
+        "staticlib",
+        "rlib",
+        "proc-macro",
+    ]
+    .into_iter()
+    .flat_map(|t| ["--crate-type", t])
+    .collect()
+}
+
+/// `--dep-info` plans exactly the `.d` files cargo wrote beside the artifacts it uplifted: a
+/// hyphenated bin, an example, a proc-macro, an rlib, and a cdylib + staticlib + rlib sharing one.
+#[test]
+fn dep_info_names_are_the_ones_cargo_wrote() {
+    let env = TestEnv::shared(Fixture::Ws);
+    let mut args = vec!["--release", "--bins", "--examples", "--lib", "--dep-info"];
+    args.extend(every_crate_type());
+    args.extend(["--dry-run", "--message-format", "json"]);
+    let run = env.run(&args);
+    run.success();
+    let planned: BTreeSet<String> = run
+        .json()
+        .iter()
+        .filter(|l| l["kind"] == "dep-info")
+        .map(|l| l["src"].as_str().unwrap().to_string())
+        .collect();
+    // Cargo keeps a hashed copy of an example's `.d` beside the uplifted one: `demo-<hash>.d`.
+    let hashed = |p: &Path| {
+        let stem = p.file_stem().unwrap().to_string_lossy().into_owned();
+        stem.rsplit_once('-')
+            .is_some_and(|(_, h)| h.len() == 16 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+    };
+    let release = env.target().join("release");
+    let written: BTreeSet<String> = [release.clone(), release.join("examples")]
+        .iter()
+        .flat_map(|d| fs::read_dir(d).unwrap().flatten().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "d") && !hashed(p))
+        .map(|p| s(&p))
+        .collect();
+    assert_eq!(planned, written);
+    assert_eq!(planned.len(), 6, "{planned:#?}");
 }
 
 #[test]
@@ -856,16 +904,7 @@ fn json_reports_every_copied_file_with_its_kind_and_package() {
     let out = env.out("dist");
     let o = s(&out);
     let mut args = vec!["--release", "-o", &o, "--message-format", "json"];
-    for t in [
-        "bin",
-        "example",
-        "cdylib",
-        "staticlib",
-        "rlib",
-        "proc-macro",
-    ] {
-        args.extend(["--crate-type", t]);
-    }
+    args.extend(every_crate_type());
     let run = env.run(&args);
     run.success();
     let rel = env.target().join("release");

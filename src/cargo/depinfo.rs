@@ -3,20 +3,13 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-/// Extensions cargo drops from an artifact's name to name its dep-info file.
-const ARTIFACT_EXTENSIONS: &[&str] = &[
-    ".exe", ".wasm", ".so", ".dylib", ".dll", ".a", ".lib", ".rlib",
-];
-
 /// The dep-info file cargo writes for `artifact` (`target/release/app` → `app.d`,
-/// `libffi.so` → `libffi.d`).
+/// `libffi.so` → `libffi.d`, `ffi.dll.lib` → `ffi.dll.d`): cargo's own rule, the uplifted
+/// file's last extension replaced (`link_dst.with_extension("d")` in its `output_depinfo`), so
+/// a file named `my.tool` has `my.d`, as cargo writes it.
 pub fn path_for(artifact: &Path) -> Option<PathBuf> {
-    let name = artifact.file_name()?.to_str()?;
-    let stem = ARTIFACT_EXTENSIONS
-        .iter()
-        .find_map(|ext| name.strip_suffix(ext))
-        .unwrap_or(name);
-    Some(artifact.with_file_name(format!("{stem}.d")))
+    artifact.file_name()?;
+    Some(artifact.with_extension("d"))
 }
 
 /// The prerequisites of the first rule of a Makefile-style dep-info file (`target: a b\ c`),
@@ -108,6 +101,14 @@ mod tests {
             p("/t/release/examples/demo"),
             Path::new("/t/release/examples/demo.d")
         );
+        // What cargo wrote for `[[bin]] filename = "my.tool"` (different-binary-name): `my.d`.
+        assert_eq!(p("/t/debug/my.tool"), Path::new("/t/debug/my.d"));
+        assert_eq!(p("/t/debug/ffi.dll.lib"), Path::new("/t/debug/ffi.dll.d"));
+        assert_eq!(
+            p("/t/debug/libffi.dll.a"),
+            Path::new("/t/debug/libffi.dll.d")
+        );
+        assert_eq!(p("/t/debug/app.js"), Path::new("/t/debug/app.d"));
     }
 
     #[test]
