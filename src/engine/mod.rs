@@ -462,7 +462,11 @@ impl Run<'_> {
             self.ctx.sink.event(Event::Planned { files, bytes });
         }
         order_for_balance(self.plan, &mut ready);
-        queue.push(ready);
+        queue.push_grouped(
+            ready
+                .into_iter()
+                .map(|i| (i, dir_group(&self.plan.jobs[i], i))),
+        );
     }
 
     /// Files no worker took or finished (the backend stopped early, for `why`): each is
@@ -671,6 +675,26 @@ fn move_beneath(from: &Path, to: &Path) -> std::io::Result<()> {
     }
     #[cfg(not(target_os = "linux"))]
     std::fs::rename(from, to)
+}
+
+/// Files below this size are taken in runs of their directory (see [`queue::Taker`]); a larger
+/// one is a group of its own, so a run never holds more than a few MiB of another worker's
+/// share.
+const GROUPED_BELOW: u64 = 256 << 10;
+
+/// Up to this many files of one directory go to one worker at a time.
+pub const GROUP_RUN: usize = 32;
+
+/// The queue group of job `i`: its destination directory for a small file, else itself.
+fn dir_group(job: &Job, i: usize) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    match job.dst.parent() {
+        Some(dir) if job.size < GROUPED_BELOW => {
+            // Clear of the ungrouped bit: equal for one directory, rarely for two.
+            BuildHasherDefault::<DefaultHasher>::default().hash_one(dir) >> 1
+        }
+        _ => (1 << 63) | i as u64,
+    }
 }
 
 /// Files of at least this size are queued first, largest first.

@@ -22,6 +22,7 @@ impl Backend for Portable {
 
     fn copy_files(&self, plan: &Plan, files: &FileQueue, ctx: &Ctx<'_>) -> Option<String> {
         let worker = || {
+            let mut files = files.taker(super::GROUP_RUN);
             while let Some(i) = files.next_blocking() {
                 if ctx.cancelled() {
                     break;

@@ -8,7 +8,8 @@ use std::task::{Context, Poll, Waker};
 
 #[derive(Default)]
 struct State {
-    items: VecDeque<usize>,
+    /// Items with their group: items of one group next to each other go to one taker together.
+    items: VecDeque<(usize, u64)>,
     closed: bool,
     /// Ring lanes waiting for an item, woken by the next push or the close.
     wakers: Vec<Waker>,
@@ -38,7 +39,13 @@ impl FileQueue {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Queues `items`, each in a group of its own.
     pub fn push(&self, items: impl IntoIterator<Item = usize>) {
+        self.push_grouped(items.into_iter().map(|i| (i, UNGROUPED | i as u64)));
+    }
+
+    /// Queues `items` with their groups (see [`Taker`]).
+    pub fn push_grouped(&self, items: impl IntoIterator<Item = (usize, u64)>) {
         let wakers = {
             let mut s = self.lock();
             let before = s.items.len();
@@ -67,13 +74,47 @@ impl FileQueue {
     pub fn next_blocking(&self) -> Option<usize> {
         let mut s = self.lock();
         loop {
-            if let Some(i) = s.items.pop_front() {
+            if let Some((i, _)) = s.items.pop_front() {
                 return Some(i);
             }
             if s.closed {
                 return None;
             }
             s = self.ready.wait(s).unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    /// Moves the next item and up to `max - 1` more of its group that follow it into `batch`,
+    /// waiting for one; `false` once closed and empty.
+    fn next_batch_blocking(&self, max: usize, batch: &mut VecDeque<usize>) -> bool {
+        let mut s = self.lock();
+        loop {
+            if let Some((i, group)) = s.items.pop_front() {
+                batch.push_back(i);
+                while batch.len() < max {
+                    match s.items.front() {
+                        Some(&(j, g)) if g == group => {
+                            s.items.pop_front();
+                            batch.push_back(j);
+                        }
+                        _ => break,
+                    }
+                }
+                return true;
+            }
+            if s.closed {
+                return false;
+            }
+            s = self.ready.wait(s).unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    /// A blocking taker that takes a group's items in runs of up to `max` (see [`Taker`]).
+    pub fn taker(&self, max: usize) -> Taker<'_> {
+        Taker {
+            queue: self,
+            max: max.max(1),
+            batch: VecDeque::new(),
         }
     }
 
@@ -84,7 +125,7 @@ impl FileQueue {
 
     fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Option<usize>> {
         let mut s = self.lock();
-        if let Some(i) = s.items.pop_front() {
+        if let Some((i, _)) = s.items.pop_front() {
             return Poll::Ready(Some(i));
         }
         if s.closed {
@@ -94,6 +135,31 @@ impl FileQueue {
             s.wakers.push(cx.waker().clone());
         }
         Poll::Pending
+    }
+}
+
+/// Group bit of items pushed without a group: each is a group of its own.
+const UNGROUPED: u64 = 1 << 63;
+
+/// One thread's claim on the queue: it takes the items of one group (the small files of one
+/// destination directory) that stand together in runs, so that threads work in different
+/// directories. Creating a file takes its directory's lock; two threads creating files in one
+/// directory spin on it (measured: 7.5% of the CPU of a warm copy of 25,000 small files).
+/// Items taken and not yet returned are this taker's; a taker dropped early leaves them
+/// unstarted, as a worker that stops leaves the queue.
+pub struct Taker<'q> {
+    queue: &'q FileQueue,
+    max: usize,
+    batch: VecDeque<usize>,
+}
+
+impl Taker<'_> {
+    /// The next item, waiting for one; `None` once the queue is closed and empty.
+    pub fn next_blocking(&mut self) -> Option<usize> {
+        if self.batch.is_empty() && !self.queue.next_batch_blocking(self.max, &mut self.batch) {
+            return None;
+        }
+        self.batch.pop_front()
     }
 }
 
@@ -135,6 +201,27 @@ mod tests {
         });
         assert_eq!(count.load(Ordering::Relaxed), 10_000);
         assert_eq!(sum.load(Ordering::Relaxed), (0..10_000).sum::<usize>());
+    }
+
+    #[test]
+    fn a_taker_takes_a_run_of_one_group_and_another_taker_the_next_group() {
+        let q = FileQueue::new();
+        q.push_grouped([(0, 7), (1, 7), (2, 7), (3, 9), (4, 9), (5, 7)]);
+        q.push([6, 7]);
+        q.close();
+        let (mut a, mut b) = (q.taker(2), q.taker(32));
+        // a's run stops at its cap, b takes the rest of group 7 that stands together, ...
+        assert_eq!(a.next_blocking(), Some(0));
+        assert_eq!(b.next_blocking(), Some(2));
+        assert_eq!(a.next_blocking(), Some(1));
+        // ... then a the next group's run; a group seen again later is a new run.
+        assert_eq!(a.next_blocking(), Some(3));
+        assert_eq!(b.next_blocking(), Some(5));
+        assert_eq!(a.next_blocking(), Some(4));
+        // Items pushed without a group are one run each.
+        assert_eq!(a.next_blocking(), Some(6));
+        assert_eq!(b.next_blocking(), Some(7));
+        assert_eq!((a.next_blocking(), b.next_blocking()), (None, None));
     }
 
     #[test]

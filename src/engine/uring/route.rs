@@ -110,6 +110,7 @@ pub fn copy_routed(
                 verdict: true,
                 left: 0,
             };
+            let mut files = files.taker(crate::engine::GROUP_RUN);
             while let Some(i) = files.next_blocking() {
                 if ctx.cancelled() {
                     break;
