@@ -115,6 +115,14 @@ impl SourceRoot {
     }
 }
 
+/// The held directory, for opens beneath it (the ring's op keeps an `Arc` of it alive).
+#[cfg(unix)]
+impl std::os::fd::AsFd for SourceRoot {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.dir.as_fd()
+    }
+}
+
 impl Job {
     /// A job for `src` whose metadata (not following a final symlink) is `md`.
     pub fn from_metadata(

@@ -64,7 +64,7 @@ pub fn hold_root(out_dir: &Path) -> io::Result<RootGuard> {
 }
 
 /// The registered out-dir `path` is below, and `path` relative to it.
-fn root_of(path: &Path) -> Option<(Arc<OwnedFd>, PathBuf)> {
+pub fn root_of(path: &Path) -> Option<(Arc<OwnedFd>, PathBuf)> {
     let roots = ROOTS.read().unwrap_or_else(PoisonError::into_inner);
     roots
         .iter()
@@ -83,24 +83,47 @@ struct OpenHow {
 const RESOLVE_NO_SYMLINKS: u64 = 0x04;
 const RESOLVE_BENEATH: u64 = 0x08;
 
-/// Opens `rel` (no `..`, no absolute part) below `root` without following any symlink.
-fn open_beneath(root: BorrowedFd<'_>, rel: &Path, flags: libc::c_int) -> io::Result<OwnedFd> {
+/// How every open beneath a held directory resolves: inside it, no symlink followed.
+pub const RESOLVE: u64 = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS;
+
+/// The flags every open beneath a held directory adds to the caller's.
+pub fn open_flags(flags: libc::c_int) -> libc::c_int {
+    flags | libc::O_CLOEXEC | libc::O_NOFOLLOW
+}
+
+/// `rel` as a C string for an open beneath a directory: `.` when empty, refused when it has a
+/// `..`, a root or a prefix.
+pub fn relative_c_path(rel: &Path) -> io::Result<std::ffi::CString> {
     if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "path leaves the directory it is opened beneath",
         ));
     }
-    let rel_c = if rel.as_os_str().is_empty() {
-        c_path(Path::new("."))?
+    if rel.as_os_str().is_empty() {
+        c_path(Path::new("."))
     } else {
-        c_path(rel)?
-    };
-    let flags = flags | libc::O_CLOEXEC | libc::O_NOFOLLOW;
+        c_path(rel)
+    }
+}
+
+/// Opens `rel` (no `..`, no absolute part) below `root` without following any symlink.
+fn open_beneath(root: BorrowedFd<'_>, rel: &Path, flags: libc::c_int) -> io::Result<OwnedFd> {
+    openat2(root, &relative_c_path(rel)?, open_flags(flags), 0)
+}
+
+/// `openat2(root, rel, flags, mode)` resolved by [`RESOLVE`]; `rel` from [`relative_c_path`],
+/// `flags` from [`open_flags`].
+pub fn openat2(
+    root: BorrowedFd<'_>,
+    rel: &std::ffi::CStr,
+    flags: libc::c_int,
+    mode: u32,
+) -> io::Result<OwnedFd> {
     let how = OpenHow {
         flags: flags as u64,
-        mode: 0,
-        resolve: RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS,
+        mode: u64::from(mode),
+        resolve: RESOLVE,
     };
     // SAFETY: openat2(dirfd, path, how, size) with a valid C string and a struct of the size
     // passed.
@@ -108,7 +131,7 @@ fn open_beneath(root: BorrowedFd<'_>, rel: &Path, flags: libc::c_int) -> io::Res
         libc::syscall(
             libc::SYS_openat2,
             root.as_raw_fd(),
-            rel_c.as_ptr(),
+            rel.as_ptr(),
             &how as *const OpenHow,
             std::mem::size_of::<OpenHow>(),
         )
@@ -123,13 +146,18 @@ fn open_beneath(root: BorrowedFd<'_>, rel: &Path, flags: libc::c_int) -> io::Res
     }
     // No openat2 (Linux < 5.6): one component at a time, none of them followed.
     let mut cur = root.try_clone_to_owned()?;
-    let mut parts = rel.components().peekable();
-    while let Some(c) = parts.next() {
-        let name = c_path(Path::new(c.as_os_str()))?;
-        let f = if parts.peek().is_some() {
-            libc::O_PATH | libc::O_DIRECTORY
-        } else {
+    let mut parts = rel
+        .to_bytes()
+        .split(|&b| b == b'/')
+        .filter(|p| !p.is_empty())
+        .peekable();
+    while let Some(part) = parts.next() {
+        let name = c_path(Path::new(OsStr::from_bytes(part)))?;
+        let last = parts.peek().is_none();
+        let f = if last {
             flags
+        } else {
+            libc::O_PATH | libc::O_DIRECTORY
         };
         // SAFETY: a held directory descriptor and a valid C string.
         let fd = unsafe {
@@ -137,6 +165,7 @@ fn open_beneath(root: BorrowedFd<'_>, rel: &Path, flags: libc::c_int) -> io::Res
                 cur.as_raw_fd(),
                 name.as_ptr(),
                 f | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                libc::c_uint::from(if last { mode } else { 0 }),
             )
         };
         if fd < 0 {
@@ -195,7 +224,7 @@ fn parent_beneath(root: BorrowedFd<'_>, rel: &Path) -> Option<io::Result<Held>> 
 }
 
 /// `src` relative to the walked directory `root` it was found below.
-fn below<'a>(root: &SourceRoot, src: &'a Path) -> io::Result<&'a Path> {
+pub fn below<'a>(root: &SourceRoot, src: &'a Path) -> io::Result<&'a Path> {
     src.strip_prefix(&root.path)
         .ok()
         .filter(|rel| rel.file_name().is_some())
@@ -241,6 +270,19 @@ pub fn through(path: &Path) -> io::Result<(PathBuf, Option<Held>)> {
         Some(Err(e)) => Err(e),
         None => Ok((path.to_path_buf(), None)),
     }
+}
+
+/// Removes the file `rel` beneath `root`: its directory opened beneath, nothing followed, then
+/// `unlinkat` there.
+pub fn remove_file(root: BorrowedFd<'_>, rel: &Path) -> io::Result<()> {
+    let dir = rel.parent().unwrap_or(Path::new(""));
+    let dir = open_beneath(root, dir, libc::O_PATH | libc::O_DIRECTORY)?;
+    let name = c_path(Path::new(name_of(rel)))?;
+    // SAFETY: a held directory descriptor and a valid C string.
+    if unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), 0) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// The last component of `path` (for messages and `*at` calls).

@@ -70,11 +70,29 @@ pub fn temp_path(dst: &Path) -> PathBuf {
 /// or an interrupt never leaves a temporary file behind, nor a partial file under a final name.
 pub struct TempGuard {
     path: Option<PathBuf>,
+    /// The directory `path` is relative to and removed beneath (a hidden tree's files), so
+    /// that a component swapped for a symlink meanwhile never makes the removal hit a file
+    /// elsewhere.
+    #[cfg(target_os = "linux")]
+    root: Option<std::sync::Arc<std::os::fd::OwnedFd>>,
 }
 
 impl TempGuard {
     pub fn new(path: PathBuf) -> Self {
-        TempGuard { path: Some(path) }
+        TempGuard {
+            path: Some(path),
+            #[cfg(target_os = "linux")]
+            root: None,
+        }
+    }
+
+    /// The file at `rel` beneath the held directory `root`.
+    #[cfg(target_os = "linux")]
+    pub fn beneath(root: std::sync::Arc<std::os::fd::OwnedFd>, rel: PathBuf) -> Self {
+        TempGuard {
+            path: Some(rel),
+            root: Some(root),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -109,9 +127,16 @@ impl TempGuard {
 
 impl Drop for TempGuard {
     fn drop(&mut self) {
-        if let Some(p) = self.path.take() {
-            let _ = fs::remove_file(p);
+        let Some(p) = self.path.take() else {
+            return;
+        };
+        #[cfg(target_os = "linux")]
+        if let Some(root) = self.root.take() {
+            use std::os::fd::AsFd;
+            let _ = super::beneath::remove_file(root.as_fd(), &p);
+            return;
         }
+        let _ = fs::remove_file(p);
     }
 }
 
@@ -220,7 +245,21 @@ pub enum Open<'a> {
     /// set, for a temporary beside final names; in a hidden tree the final permission bits, as
     /// for an unnamed inode, so that the `chmod` can usually be skipped.
     Named { path: &'a Path, mode: u32 },
+    /// A new file at `rel` beneath the held directory `root`, created exclusively with `mode`
+    /// in one `openat2` that follows no symlink (a hidden tree's files: no parent to hold, no
+    /// path through `/proc`).
+    #[cfg(target_os = "linux")]
+    Beneath {
+        root: &'a std::sync::Arc<std::os::fd::OwnedFd>,
+        rel: &'a Path,
+        mode: u32,
+    },
 }
+
+/// The flags of a staged file created by name: exclusive, and readable too (`--checksums` reads
+/// back once what the kernel copied: reflink, copy_file_range, splice).
+#[cfg(target_os = "linux")]
+const CREATE_NEW: libc::c_int = libc::O_CREAT | libc::O_EXCL | libc::O_RDWR;
 
 impl Open<'_> {
     /// Opens the file with blocking calls.
@@ -248,6 +287,13 @@ impl Open<'_> {
                 let _ = mode;
                 opts.open(path)
             }
+            #[cfg(target_os = "linux")]
+            Open::Beneath { root, rel, mode } => {
+                use std::os::fd::AsFd;
+                let rel = super::beneath::relative_c_path(rel)?;
+                let flags = super::beneath::open_flags(CREATE_NEW);
+                super::beneath::openat2(root.as_fd(), &rel, flags, mode).map(File::from)
+            }
         }
     }
 
@@ -264,6 +310,9 @@ impl Open<'_> {
                     .await
             }
             Open::Named { path, mode } => opts.create_new(true).mode(mode).open(path).await,
+            Open::Beneath { root, rel, mode } => {
+                super::uring::open_beneath(root.clone(), rel, CREATE_NEW, mode).await
+            }
         }
     }
 }
@@ -302,12 +351,34 @@ impl<'d, F> Staged<'d, F> {
         staging: Staging,
         open: impl AsyncFn(Open<'_>) -> io::Result<F>,
     ) -> Result<Self, CopyError> {
+        let in_tree = staging.placement == Placement::InTree;
+        #[cfg(target_os = "linux")]
+        if in_tree {
+            if let Some((root, rel)) = super::beneath::root_of(&dst) {
+                let mode = job.mode & 0o777;
+                let file = open(Open::Beneath {
+                    root: &root,
+                    rel: &rel,
+                    mode,
+                })
+                .await
+                .map_err(|e| CopyError::io("create", &*dst, e))?;
+                return Ok(Staged {
+                    file,
+                    at: dst.to_path_buf(),
+                    dst,
+                    named: Some(TempGuard::beneath(root, rel)),
+                    in_tree,
+                    created: mode,
+                    _held: None,
+                });
+            }
+        }
         #[cfg(target_os = "linux")]
         let (at, held) = super::beneath::through(&dst)
             .map_err(|e| CopyError::io("open the directory of", &*dst, e))?;
         #[cfg(not(target_os = "linux"))]
         let at = dst.to_path_buf();
-        let in_tree = staging.placement == Placement::InTree;
         let mut done = if !in_tree && tmpfile_wanted(staging) {
             let (dir, mode) = (dst_dir(&at), job.mode & 0o777);
             match open(Open::Unnamed { dir, mode }).await {

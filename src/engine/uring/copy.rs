@@ -77,19 +77,13 @@ impl Pipe {
 /// its directory is opened beneath that (`engine::beneath`) and the file through the directory's
 /// `/proc/self/fd` name with `O_NOFOLLOW`, so nothing outside the source is read.
 async fn open_source(job: &Job) -> io::Result<File> {
-    let held = match &job.src_root {
-        Some(root) => crate::engine::beneath::source_parent(root, &job.src).transpose()?,
-        None => None,
-    };
-    let mut opts = OpenOptions::new();
-    opts.read(true);
-    match &held {
-        Some(dir) => {
-            opts.custom_flags(libc::O_NOFOLLOW)
-                .open(dir.entry_path())
-                .await
+    match &job.src_root {
+        // One `openat2` beneath the walk's directory, nothing followed.
+        Some(root) => {
+            let rel = crate::engine::beneath::below(root, &job.src)?;
+            super::open::open_beneath(root.clone(), rel, libc::O_RDONLY, 0).await
         }
-        None => opts.open(&job.src).await,
+        None => OpenOptions::new().read(true).open(&job.src).await,
     }
 }
 

@@ -16,6 +16,9 @@ use crate::plan::Plan;
 mod copy;
 mod exec;
 mod kernel;
+mod open;
+
+pub use open::open_beneath;
 mod probe;
 mod ring;
 mod route;
