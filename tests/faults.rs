@@ -780,15 +780,31 @@ fn fsync_flushes_the_entries_of_a_new_out_dir(variant: Variant) {
 }
 engine_cases!(fsync_flushes_the_entries_of_a_new_out_dir);
 
-/// A `close` that fails after an unnamed (`O_TMPFILE`) file was linked into place. The out-dir is
-/// a FUSE mount (`faultfs::raw`) that creates unnamed files and answers `EIO` to the `FLUSH` the
-/// kernel sends when one is closed, which `close(2)` (and io_uring's close) returns. Each file
-/// stands under its final name, whole, with its mode and mtime, before that close: the run
-/// reports it copied, exit 0. Before, the io-uring engine reported every file failed (`close`,
-/// `Input/output error`) although it was in place; the portable engine's close is a drop.
-fn close_error_after_placement_is_not_a_failure(variant: Variant) {
+/// The files of the close-fault cases: sizes around the ring's 128 KiB buffers and the 64 KiB
+/// auto threshold, one nested.
+const CLOSE_FILES: [(&str, usize, u32); 4] = [
+    ("small.txt", 1_000, 0o644),
+    ("run.sh", 37_000, 0o755),
+    ("private.bin", 131_073, 0o600),
+    ("d/large.bin", 1_000_000, 0o640),
+];
+
+/// A run of `variant` copying [`CLOSE_FILES`] into an existing out-dir that is a FUSE mount
+/// (`faultfs::raw`) creating unnamed (`O_TMPFILE`) files and answering `EIO` to the `FLUSH` the
+/// kernel sends when one is closed (which `close(2)` and io_uring's close return) as `fault`
+/// says. `None` (after a SKIP line) where FUSE cannot be mounted here.
+struct CloseRun {
+    _t: TempDir,
+    src: PathBuf,
+    out: PathBuf,
+    mount: faultfs::raw::Mount,
+    done: Done,
+}
+
+fn close_fault_run(variant: Variant, fault: faultfs::raw::CloseFault) -> Option<CloseRun> {
     if let Some(why) = faultfs::unavailable() {
-        return skip_outside_ci(&this_test(), &why);
+        skip_outside_ci(&this_test(), &why);
+        return None;
     }
     // On the target's disk, not in /tmp: a tmpfs cannot drop the source's pages (below).
     let t = tempfile::Builder::new()
@@ -797,14 +813,7 @@ fn close_error_after_placement_is_not_a_failure(variant: Variant) {
         .expect("tempdir");
     let (src, out) = (t.path().join("src"), t.path().join("out"));
     fs::create_dir_all(&out).unwrap();
-    // Sizes around the ring's 128 KiB buffers and the 64 KiB auto threshold, one nested.
-    let files = [
-        ("small.txt", 1_000, 0o644),
-        ("run.sh", 37_000, 0o755),
-        ("private.bin", 131_073, 0o600),
-        ("d/large.bin", 1_000_000, 0o640),
-    ];
-    for (k, &(name, size, mode)) in files.iter().enumerate() {
+    for (k, &(name, size, mode)) in CLOSE_FILES.iter().enumerate() {
         let p = src.join(name);
         put(&p, &noise(size, k as u64 + 1));
         set_mode(&p, mode);
@@ -812,38 +821,68 @@ fn close_error_after_placement_is_not_a_failure(variant: Variant) {
         // Cold, so that `auto` sends it through the ring too (warm files go to plain threads).
         common::evict(&p);
     }
-    let m = match faultfs::raw::mount(&out) {
+    let mount = match faultfs::raw::mount(&out, fault) {
         Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::Unsupported => {
-            return skip_outside_ci(&this_test(), &e.to_string())
+            skip_outside_ci(&this_test(), &e.to_string());
+            return None;
         }
         Err(e) => panic!("mount the FUSE out-dir: {e}"),
     };
     // Into an existing out-dir each file is staged and placed on its own (no hidden tree);
     // `--tree-staging off` says so whatever the default becomes.
-    let d = spawn(tree_copy(&src, &out, variant, &["--tree-staging", "off"])).wait();
-    let count = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
-    let s = &m.stats;
-    let seen = format!(
-        "the filesystem saw {} unnamed files, {} links, {} failed closes in place and {} of \
-         files not yet linked",
-        count(&s.tmpfiles),
-        count(&s.links),
-        count(&s.failed_closes_in_place),
-        count(&s.failed_closes_unnamed)
-    );
-    d.expect_code(0, format!("every file is in place; {seen}"));
-    for (name, ..) in files {
-        assert_same_file(&src.join(name), &out.join(name));
+    let done = spawn(tree_copy(&src, &out, variant, &["--tree-staging", "off"])).wait();
+    Some(CloseRun {
+        _t: t,
+        src,
+        out,
+        mount,
+        done,
+    })
+}
+
+impl CloseRun {
+    /// What the filesystem saw, for assertion messages.
+    fn seen(&self) -> String {
+        let s = &self.mount.stats;
+        format!(
+            "the filesystem saw {} unnamed files, {} links, {} failed closes in place and {} of \
+             files not yet linked",
+            count(&s.tmpfiles),
+            count(&s.links),
+            count(&s.failed_closes_in_place),
+            count(&s.failed_closes_unnamed)
+        )
+    }
+}
+
+fn count(n: &std::sync::atomic::AtomicU64) -> u64 {
+    n.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// A `close` that fails after an unnamed file was linked into place. Each file stands under its
+/// final name, whole, with its mode and mtime, before that close: the run reports it copied,
+/// exit 0. Before, the io-uring engine reported every file failed (`close`, `Input/output
+/// error`) although it was in place; the portable engine's close is a drop.
+fn close_error_after_placement_is_not_a_failure(variant: Variant) {
+    let Some(r) = close_fault_run(variant, faultfs::raw::CloseFault::AfterLink) else {
+        return;
+    };
+    let seen = r.seen();
+    r.done
+        .expect_code(0, format!("every file is in place; {seen}"));
+    for (name, ..) in CLOSE_FILES {
+        assert_same_file(&r.src.join(name), &r.out.join(name));
     }
     // The path under test was taken: every file unnamed, linked, and its close failed after.
-    let n = files.len() as u64;
+    let n = CLOSE_FILES.len() as u64;
+    let s = &r.mount.stats;
     assert!(
         count(&s.tmpfiles) >= n && count(&s.links) >= n && count(&s.failed_closes_in_place) >= n,
         "each of the {n} files must be created unnamed, linked, then fail its close: {seen}"
     );
     if variant == Variant::IoUringAuto {
-        let summary = d.json().into_iter().find(|l| l["reason"] == "summary");
+        let summary = r.done.json().into_iter().find(|l| l["reason"] == "summary");
         let cold = summary.as_ref().and_then(|l| l["routes"]["cold"].as_u64());
         assert_eq!(
             cold,
@@ -851,10 +890,48 @@ fn close_error_after_placement_is_not_a_failure(variant: Variant) {
             "every file went through the ring: {summary:?}"
         );
     }
-    assert_no_temps(&out);
-    drop(m);
+    assert_no_temps(&r.out);
 }
 method_cases!(close_error_after_placement_is_not_a_failure);
+
+/// A `close` that fails before the link, on the descriptor the ring's in-kernel route
+/// duplicates for its copy thread (`copy_file_range` on a blocking thread). It shares the
+/// file's open description, so a write-back error reported at close (NFS, FUSE) is reported to
+/// it once and never to the file's own close: each file is reported failed (`close`, naming the
+/// destination), nothing stands under a final name, exit 1. Before, that close was a silent
+/// drop and the run placed every file and exited 0.
+#[test]
+fn close_error_of_the_in_kernel_duplicate_fails_the_file() {
+    let variant = Variant::IoUringCopyFileRange;
+    let Some(r) = close_fault_run(variant, faultfs::raw::CloseFault::BeforeLink) else {
+        return;
+    };
+    let seen = r.seen();
+    r.done
+        .expect_code(1, format!("every file fails its close; {seen}"));
+    let failures = r.done.failures();
+    for (name, ..) in CLOSE_FILES {
+        let error = failures
+            .get(r.src.join(name).to_str().unwrap())
+            .unwrap_or_else(|| panic!("{name} is not reported failed: {}", r.done.describe()));
+        let dst = r.out.join(name);
+        assert!(
+            error.contains("close") && error.contains(dst.to_str().unwrap()),
+            "the error names the close and the destination {}: {error}",
+            dst.display()
+        );
+        assert!(
+            !dst.exists(),
+            "{} is in place although its close failed",
+            dst.display()
+        );
+    }
+    assert!(
+        count(&r.mount.stats.failed_closes_unnamed) >= CLOSE_FILES.len() as u64,
+        "every file's duplicate close failed before its link: {seen}"
+    );
+    assert_no_temps(&r.out);
+}
 
 // ---------------------------------------------------------------------------------------------
 // 6. Writes that stay inside the destination while it changes underneath

@@ -14,6 +14,18 @@ use crate::bundle::checksums::Hasher;
 use crate::error::CopyError;
 use crate::plan::Job;
 
+/// Closes `f` and returns what `close(2)` said: some filesystems (NFS, FUSE) report write-back
+/// errors only there, and dropping a `File` discards them.
+#[cfg(unix)]
+pub fn close(f: File) -> io::Result<()> {
+    use std::os::fd::IntoRawFd;
+    // SAFETY: the descriptor is owned, taken out of its File, and closed once.
+    if unsafe { libc::close(f.into_raw_fd()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// `job`'s source opened for reading: beneath the directory its walk held, following no symlink
 /// (see `beneath::open_source`), where it has one; else by path.
 pub fn open_source(job: &Job) -> std::io::Result<File> {

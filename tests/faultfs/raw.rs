@@ -68,6 +68,15 @@ pub struct Stats {
     pub failed_closes_unnamed: AtomicU64,
 }
 
+/// Which closes of files created unnamed fail with `EIO`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseFault {
+    /// Those made once the file has a name (linked into place).
+    AfterLink,
+    /// Those made while it has none yet: a duplicate descriptor closed before the link.
+    BeforeLink,
+}
+
 /// The mounted filesystem; lazily unmounted on drop.
 pub struct Mount {
     pub path: PathBuf,
@@ -88,7 +97,7 @@ impl Drop for Mount {
 /// Mounts the filesystem at `mountpoint` (an existing empty directory) and returns once the
 /// kernel and the server agreed on the protocol. `Unsupported` where the kernel's FUSE is older
 /// than 7.37 (no `O_TMPFILE`). Needs root and `/dev/fuse` (`super::unavailable`).
-pub fn mount(mountpoint: &Path) -> io::Result<Mount> {
+pub fn mount(mountpoint: &Path, fault: CloseFault) -> io::Result<Mount> {
     // std opens it close-on-exec: the binary under test must not hold the connection.
     let dev = fs::OpenOptions::new()
         .read(true)
@@ -122,7 +131,7 @@ pub fn mount(mountpoint: &Path) -> io::Result<Mount> {
         stats: Arc::new(Stats::default()),
     };
     let (tx, rx) = mpsc::channel();
-    let server = Server::new(m.stats.clone(), tx);
+    let server = Server::new(m.stats.clone(), fault, tx);
     std::thread::Builder::new()
         .name("closefs".into())
         .spawn(move || server.serve(dev))?;
@@ -179,8 +188,9 @@ struct Server {
     nodes: HashMap<u64, Node>,
     next_ino: u64,
     next_fh: u64,
-    /// Open handles of files created unnamed: their `FLUSH` fails.
+    /// Open handles of files created unnamed: their `FLUSH` may fail (`fault`).
     unnamed: HashSet<u64>,
+    fault: CloseFault,
     stats: Arc<Stats>,
     init: mpsc::Sender<u32>,
 }
@@ -229,13 +239,14 @@ impl Put for Vec<u8> {
 }
 
 impl Server {
-    fn new(stats: Arc<Stats>, init: mpsc::Sender<u32>) -> Server {
+    fn new(stats: Arc<Stats>, fault: CloseFault, init: mpsc::Sender<u32>) -> Server {
         let root = Node::new(libc::S_IFDIR | 0o755, 2);
         Server {
             nodes: HashMap::from([(1, root)]),
             next_ino: 2,
             next_fh: 1,
             unnamed: HashSet::new(),
+            fault,
             stats,
             init,
         }
@@ -483,16 +494,20 @@ impl Server {
     }
 
     /// The injected fault: the close of a file created unnamed fails, after everything it
-    /// wrote is stored (writes are synchronous) and, normally, after it was linked into place.
+    /// wrote is stored (writes are synchronous), once it has a name or while it has none
+    /// (`fault`).
     fn flush(&mut self, ino: u64, fh: u64) -> Reply {
         if !self.unnamed.contains(&fh) {
             return Ok(Vec::new());
         }
-        let counter = if self.node(ino)?.nlink > 0 {
-            &self.stats.failed_closes_in_place
+        let (counter, fault) = if self.node(ino)?.nlink > 0 {
+            (&self.stats.failed_closes_in_place, CloseFault::AfterLink)
         } else {
-            &self.stats.failed_closes_unnamed
+            (&self.stats.failed_closes_unnamed, CloseFault::BeforeLink)
         };
+        if fault != self.fault {
+            return Ok(Vec::new());
+        }
         counter.fetch_add(1, Ordering::Relaxed);
         Err(libc::EIO)
     }

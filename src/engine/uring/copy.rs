@@ -323,7 +323,7 @@ impl Worker<'_, '_> {
                 .map_err(|e| CopyError::io("duplicate descriptor of", path, e))
         };
         let (mut s, mut d) = (dup(src, &job.src)?, dup(dst, &job.dst)?);
-        let res = match self.kernel {
+        let (res, closed) = match self.kernel {
             Some(queue) => {
                 let done = Handoff::new();
                 let task = kernel::Task {
@@ -334,22 +334,30 @@ impl Worker<'_, '_> {
                 };
                 match queue.send(task) {
                     Ok(()) => done.wait().await,
-                    Err(_) => Err(io::Error::other("the in-kernel copy threads are gone")),
+                    Err(_) => {
+                        let gone = io::Error::other("the in-kernel copy threads are gone");
+                        (Err(gone), Ok(()))
+                    }
                 }
             }
             None => {
                 let mut hasher = hash.map(HashAlgo::hasher);
-                file::copy_data_hashing(
+                let res = file::copy_data_hashing(
                     &mut s,
                     &mut d,
                     &|| self.ctx.cancelled(),
                     &|n| self.ctx.progress(n),
                     hasher.as_mut(),
                 )
-                .map(|n| (n, hasher.map(Hasher::finish)))
+                .map(|n| (n, hasher.map(Hasher::finish)));
+                (res, file::close(d))
             }
         };
-        res.map_err(|e| stage::copy_failed(job, e))
+        let copied = res.map_err(|e| stage::copy_failed(job, e))?;
+        // The duplicate shares the file's open description: a write-back error a filesystem
+        // reports at close (NFS, FUSE) is reported to the first close only, which is this one.
+        closed.map_err(|e| CopyError::io("close", &job.dst, e))?;
+        Ok(copied)
     }
 }
 

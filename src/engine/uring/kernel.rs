@@ -26,8 +26,9 @@ pub struct Task {
     pub done: Arc<Handoff<Copied>>,
 }
 
-/// Bytes copied, and the digest of the copy when the task asked for one.
-pub type Copied = io::Result<(u64, Option<String>)>;
+/// Bytes copied and the digest of the copy when the task asked for one; then what closing the
+/// destination's duplicate said.
+pub type Copied = (io::Result<(u64, Option<String>)>, io::Result<()>);
 
 /// Runs tasks until every sender is gone.
 pub fn serve(rx: &Mutex<Receiver<Task>>, ctx: &Ctx<'_>) {
@@ -37,12 +38,20 @@ pub fn serve(rx: &Mutex<Receiver<Task>>, ctx: &Ctx<'_>) {
             let guard = rx.lock().unwrap_or_else(PoisonError::into_inner);
             guard.recv()
         };
-        let Ok(mut task) = task else { return };
+        let Ok(Task {
+            mut src,
+            mut dst,
+            hash,
+            done,
+        }) = task
+        else {
+            return;
+        };
         let res = catch_unwind(AssertUnwindSafe(|| {
-            let mut hasher = task.hash.map(HashAlgo::hasher);
+            let mut hasher = hash.map(HashAlgo::hasher);
             file::copy_data_hashing(
-                &mut task.src,
-                &mut task.dst,
+                &mut src,
+                &mut dst,
                 &|| ctx.cancelled(),
                 &|n| ctx.progress(n),
                 hasher.as_mut(),
@@ -50,7 +59,8 @@ pub fn serve(rx: &Mutex<Receiver<Task>>, ctx: &Ctx<'_>) {
             .map(|n| (n, hasher.map(Hasher::finish)))
         }))
         .unwrap_or_else(|_| Err(io::Error::other("the in-kernel copy panicked")));
-        task.done.complete(res);
+        drop(src);
+        done.complete((res, file::close(dst)));
     }
 }
 
