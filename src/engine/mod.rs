@@ -722,13 +722,19 @@ pub(crate) fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
 /// children.
 fn parents(plan: &Plan, range: std::ops::Range<usize>) -> BTreeSet<PathBuf> {
     let mut dirs = BTreeSet::new();
+    // Jobs come in walk order, so runs of them share a parent: each run costs one ordered insert
+    // (with its path comparisons and allocation), not one per file.
+    let mut last: Option<&Path> = None;
     for i in range {
         let job = &plan.jobs[i];
         if job.op == Op::Dir {
             dirs.insert(job.dst.clone());
         }
         if let Some(p) = job.dst.parent() {
-            dirs.insert(p.to_path_buf());
+            if last != Some(p) {
+                dirs.insert(p.to_path_buf());
+                last = Some(p);
+            }
         }
     }
     dirs
