@@ -168,9 +168,18 @@ pub enum CopyError {
     LinkSourceFailed { path: PathBuf },
     #[error("{} not copied: interrupted", .path.display())]
     Interrupted { path: PathBuf },
-    /// Not started: the destination filled up earlier in the run and this file does not fit.
-    #[error("{} not copied: the destination is full ({free} bytes free)", .path.display())]
-    DestinationFull { path: PathBuf, free: u64 },
+    /// Not started: the destination filled up earlier in the run and this file does not fit
+    /// (`no_inodes`: no file can be created there at all).
+    #[error(
+        "{} not copied: the destination is full ({})",
+        .path.display(),
+        if *.no_inodes { "no inodes left".to_string() } else { format!("{free} bytes free") }
+    )]
+    DestinationFull {
+        path: PathBuf,
+        free: u64,
+        no_inodes: bool,
+    },
     /// A directory or link a streamed walk could not read: what is below it is not copied.
     #[error("{0}; what is below it was not copied")]
     Unwalked(PlanError),

@@ -424,6 +424,58 @@ fn enospc(variant: Variant) {
 
 method_cases!(enospc);
 
+/// A device out of inodes, not bytes: a tmpfs with 100 inodes and 64 MiB, 600 small files in one
+/// directory. The file that finds no inode is reported with ENOSPC; from then on the engine
+/// starts no file, whatever the free bytes say: the rest are reported as not copied, `no inodes
+/// left`, not opened and failed one by one (before, each of them met ENOSPC on its own).
+fn enospc_inodes(variant: Variant) {
+    let t = tmp();
+    let src = t.path().join("src");
+    for i in 0..600 {
+        put(
+            &src.join(format!("many/f{i:03}.txt")),
+            &noise(100 + i, i as u64),
+        );
+    }
+    let mnt = t.path().join("mnt");
+    let _fs = match Tmpfs::with_options(&mnt, "size=64m,nr_inodes=100") {
+        Ok(m) => m,
+        Err(e) => return skip_outside_ci(&this_test(), &e),
+    };
+    let out = mnt.join("out");
+    let d = spawn(tree_copy(
+        &src,
+        &out,
+        variant,
+        &["-j1", "--max-in-flight", "1"],
+    ))
+    .wait();
+    d.expect_code(1, "the device runs out of inodes");
+    let failures = d.failures();
+    let with = |text: &str| failures.values().filter(|e| e.contains(text)).count();
+    let (enospc, no_inodes) = (with("No space left on device"), with("no inodes left"));
+    assert!(
+        (1..=8).contains(&enospc),
+        "{enospc} files met ENOSPC: one (a few in flight) should, then none is started\n{}",
+        d.stderr
+    );
+    assert_eq!(
+        enospc + no_inodes,
+        failures.len(),
+        "every other failure says no inode is left: {failures:#?}"
+    );
+    let copied = d.json().iter().filter(|l| l["reason"] == "copied").count();
+    assert!(
+        copied > 50,
+        "the files that had inodes are placed ({copied})"
+    );
+    assert_eq!(copied + failures.len(), 600, "every file is reported");
+    let whole = check_killed_out(&src, &out, &variant.to_string());
+    assert_eq!(whole, copied, "every copied file stands whole");
+}
+
+method_cases!(enospc_inodes);
+
 // ---------------------------------------------------------------------------------------------
 // 4. Contention
 // ---------------------------------------------------------------------------------------------

@@ -430,9 +430,18 @@ pub fn ensure_dir(out_dir: &Path, dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Bytes free for an unprivileged writer on `dir`'s filesystem, and its block size; `None`
-/// where that cannot be asked.
-pub fn free_space(dir: &Path) -> Option<(u64, u64)> {
+/// What a filesystem has left for an unprivileged writer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Free {
+    pub bytes: u64,
+    /// Its block size: a file takes whole blocks.
+    pub block: u64,
+    /// Inodes left; `None` where the filesystem has no fixed count (btrfs reports 0 of 0).
+    pub inodes: Option<u64>,
+}
+
+/// What `dir`'s filesystem has left; `None` where that cannot be asked.
+pub fn free_space(dir: &Path) -> Option<Free> {
     #[cfg(unix)]
     {
         let c = c_path(dir).ok()?;
@@ -446,7 +455,13 @@ pub fn free_space(dir: &Path) -> Option<(u64, u64)> {
         // The field types differ between targets (u64 on x86_64 glibc, u32 elsewhere).
         #[allow(clippy::unnecessary_cast)]
         let (block, avail) = ((st.f_frsize as u64).max(1), st.f_bavail as u64);
-        Some((avail.saturating_mul(block), block))
+        #[allow(clippy::unnecessary_cast)]
+        let inodes = (st.f_files as u64 > 0).then_some(st.f_favail as u64);
+        Some(Free {
+            bytes: avail.saturating_mul(block),
+            block,
+            inodes,
+        })
     }
     #[cfg(not(unix))]
     {

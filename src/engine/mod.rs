@@ -174,18 +174,26 @@ impl Ctx<'_> {
     }
 
     /// Whether to start `job`. Once the destination filled up in this run, a file is started
-    /// only if the space its device reports free can hold it: a full device then costs one
-    /// `statvfs` per file left, not an open, a failed write and a cleanup each, and the files
-    /// left are reported as not copied for that reason.
+    /// only if the space its device reports free can hold it and an inode is left: a full
+    /// device then costs one `statvfs` per file left, not an open, a failed write and a cleanup
+    /// each, and the files left are reported as not copied for that reason.
     pub fn admit(&self, job: &Job) -> Result<(), CopyError> {
         if !self.full.load(Ordering::Relaxed) {
             return Ok(());
         }
         match file::free_space(&self.out_dir) {
-            Some((free, block)) if job.size.div_ceil(block).saturating_mul(block) > free => {
+            // Out of inodes (a tmpfs's nr_inodes, a small ext4): no file can be created,
+            // whatever the free bytes say.
+            Some(free) if free.inodes == Some(0) => Err(CopyError::DestinationFull {
+                path: job.src.clone(),
+                free: free.bytes,
+                no_inodes: true,
+            }),
+            Some(free) if job.size.div_ceil(free.block).saturating_mul(free.block) > free.bytes => {
                 Err(CopyError::DestinationFull {
                     path: job.src.clone(),
-                    free,
+                    free: free.bytes,
+                    no_inodes: false,
                 })
             }
             _ => Ok(()),
