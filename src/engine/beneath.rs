@@ -3,9 +3,10 @@
 //! of the out-dir held for the run, with `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`
 //! (Linux 5.6+; before it, one `O_NOFOLLOW | O_DIRECTORY` open per component). A component
 //! swapped for a symlink after the plan is then a per-file error (`ELOOP`), never a write
-//! through the link. Path-taking calls (the ring's opens and renames among them) reach the held
-//! directory through its `/proc/self/fd/N` name, which resolves to that very directory whatever
-//! was moved since.
+//! through the link. A file of a hidden tree is created by one such `openat2` beneath the tree
+//! (the ring's through `uring::open`); path-taking calls (links and renames into an existing
+//! out-dir) reach the held parent through its `/proc/self/fd/N` name, which resolves to that very
+//! directory whatever was moved since.
 //!
 //! Runs register their out-dir ([`hold_root`]); a destination under no registered out-dir (a
 //! unit test staging directly) keeps plain paths.
@@ -241,18 +242,6 @@ pub fn below<'a>(root: &SourceRoot, src: &'a Path) -> io::Result<&'a Path> {
 /// error, never a file from outside the source.
 pub fn open_source(root: &SourceRoot, src: &Path) -> io::Result<File> {
     open_beneath(root.dir.as_fd(), below(root, src)?, libc::O_RDONLY).map(File::from)
-}
-
-/// The source's directory held beneath `root`, for the ring's open by path
-/// ([`Held::entry_path`], opened with `O_NOFOLLOW`); `None` where /proc is missing.
-pub fn source_parent(root: &SourceRoot, src: &Path) -> Option<io::Result<Held>> {
-    if !proc_works() {
-        return None;
-    }
-    match below(root, src) {
-        Ok(rel) => parent_beneath(root.dir.as_fd(), rel),
-        Err(e) => Some(Err(e)),
-    }
 }
 
 /// The directory `path` itself, opened for reading beneath its run's out-dir (for `fchmod`,
