@@ -196,6 +196,34 @@ fn copy_userspace(
     }
 }
 
+/// Makes `dst` share `src`'s extents (`FICLONE`): `Some(bytes)` when it did, `None` where this
+/// pair cannot (the caller copies; not an error).
+#[cfg(target_os = "linux")]
+pub fn reflink(src: &File, dst: &File) -> io::Result<Option<u64>> {
+    use std::os::fd::AsRawFd;
+    // FICLONE = _IOW(0x94, 9, int)
+    const FICLONE: libc::c_ulong = 0x4004_9409;
+    // Set once the destination's filesystem says it cannot clone at all: from then on a failed
+    // ioctl per file would be pure cost. (EXDEV, a source on another filesystem, does not set
+    // it.) One out-dir is one filesystem, short of mounts inside it, which then only lose the
+    // reflink, not the copy.
+    static NO_REFLINK: AtomicBool = AtomicBool::new(false);
+    if NO_REFLINK.load(Ordering::Relaxed) {
+        return Ok(None);
+    }
+    // SAFETY: plain ioctl on two open descriptors we own for the duration of the call.
+    if unsafe { libc::ioctl(dst.as_raw_fd(), FICLONE as _, src.as_raw_fd()) } == 0 {
+        return Ok(Some(dst.metadata()?.len()));
+    }
+    if matches!(
+        io::Error::last_os_error().raw_os_error(),
+        Some(libc::EOPNOTSUPP | libc::ENOTTY)
+    ) {
+        NO_REFLINK.store(true, Ordering::Relaxed);
+    }
+    Ok(None)
+}
+
 /// Reflink (`FICLONE`) where the filesystem shares extents, else `copy_file_range` in chunks.
 /// `Ok(None)`: not supported for this pair; the caller falls back (not an error).
 #[cfg(target_os = "linux")]
@@ -207,26 +235,9 @@ pub fn copy_in_kernel(
 ) -> io::Result<Option<u64>> {
     use std::os::fd::AsRawFd;
     let (s, d) = (src.as_raw_fd(), dst.as_raw_fd());
-    // FICLONE = _IOW(0x94, 9, int)
-    const FICLONE: libc::c_ulong = 0x4004_9409;
-    // Set once the destination's filesystem says it cannot clone at all: from then on a failed
-    // ioctl per file would be pure cost. (EXDEV, a source on another filesystem, does not set
-    // it.) One out-dir is one filesystem, short of mounts inside it, which then only lose the
-    // reflink, not the copy.
-    static NO_REFLINK: AtomicBool = AtomicBool::new(false);
-    if !NO_REFLINK.load(Ordering::Relaxed) {
-        // SAFETY: plain ioctl on two open descriptors we own for the duration of the call.
-        if unsafe { libc::ioctl(d, FICLONE as _, s) } == 0 {
-            let n = dst.metadata()?.len();
-            progress(n);
-            return Ok(Some(n));
-        }
-        if matches!(
-            io::Error::last_os_error().raw_os_error(),
-            Some(libc::EOPNOTSUPP | libc::ENOTTY)
-        ) {
-            NO_REFLINK.store(true, Ordering::Relaxed);
-        }
+    if let Some(n) = reflink(src, dst)? {
+        progress(n);
+        return Ok(Some(n));
     }
     let mut total = 0u64;
     loop {

@@ -105,28 +105,44 @@ impl Worker<'_, '_> {
         let algo = self.ctx.digests().map(|d| d.algo());
         let hasher = algo.map(|a| RefCell::new(a.hasher()));
         let route = match self.route(job.size) {
-            Route::Ring | Route::Splice if !ring_reads_trusted(&src) => Route::Kernel,
+            Route::Ring | Route::Splice | Route::CloneOrRing if !ring_reads_trusted(&src) => {
+                Route::Kernel
+            }
             route => route,
         };
-        let (copied, digest) = match route {
-            Route::Ring => {
+        let cloned = if route == Route::CloneOrRing {
+            stage::with_std(&src, |s| {
+                stage::with_std(&dst.file, |d| file::reflink(s, d))
+            })
+            .map_err(|e| CopyError::io("clone", &job.dst, e))?
+        } else {
+            None
+        };
+        // Bytes the kernel moved without us seeing them are read back once for a digest.
+        let read_back = |n: u64, hasher: Option<RefCell<Hasher>>| -> Result<_, CopyError> {
+            match hasher {
+                Some(h) => {
+                    let mut h = h.into_inner();
+                    stage::with_std(&dst.file, |f| file::read_back(f, n, &mut h))
+                        .map_err(|e| CopyError::io("read back", &job.dst, e))?;
+                    Ok(Some(h.finish()))
+                }
+                None => Ok(None),
+            }
+        };
+        let (copied, digest) = match (route, cloned) {
+            (_, Some(n)) => {
+                self.ctx.progress(n);
+                (n, read_back(n, hasher)?)
+            }
+            (Route::Ring | Route::CloneOrRing, None) => {
                 let n = self.pump(job, &src, &dst.file, hasher.as_ref()).await?;
                 (n, hasher.map(|h| h.into_inner().finish()))
             }
-            Route::Kernel => self.in_kernel(job, &src, &dst.file, algo).await?,
-            Route::Splice => {
+            (Route::Kernel, None) => self.in_kernel(job, &src, &dst.file, algo).await?,
+            (Route::Splice, None) => {
                 let n = self.splice(job, &src, &dst.file).await?;
-                // The bytes stayed in the kernel: read the copy back once.
-                let digest = match hasher {
-                    Some(h) => {
-                        let mut h = h.into_inner();
-                        stage::with_std(&dst.file, |f| file::read_back(f, n, &mut h))
-                            .map_err(|e| CopyError::io("read back", &job.dst, e))?;
-                        Some(h.finish())
-                    }
-                    None => None,
-                };
-                (n, digest)
+                (n, read_back(n, hasher)?)
             }
         };
         dst.finish_ring(job, copied, self.ctx.staging).await?;

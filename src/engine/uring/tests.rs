@@ -457,7 +457,9 @@ fn cancelled_run_leaves_nothing() {
 fn routes_follow_method_and_threshold() {
     let mut t = tuning(CopyMethod::Auto, 8, 4096, 4);
     assert_eq!(t.route(t.threshold - 1), Route::Ring);
-    assert_eq!(t.route(t.threshold), Route::Kernel);
+    assert_eq!(t.route(t.threshold), Route::CloneOrRing);
+    assert_eq!(t.route(super::COLD_RING_MAX), Route::CloneOrRing);
+    assert_eq!(t.route(super::COLD_RING_MAX + 1), Route::Kernel);
     t.method = CopyMethod::BufferRing;
     assert_eq!(t.route(u64::MAX), Route::Ring);
     t.method = CopyMethod::CopyFileRange;
