@@ -325,6 +325,28 @@ fn kills_at_random_points_leave_only_whole_files_and_a_rerun_completes() {
 // 3. Space running out
 // ---------------------------------------------------------------------------------------------
 
+/// `src` copied by `variant` into `out` on a tmpfs mounted with `options` under `t`, one file at
+/// a time (`-j1`, one in flight); `None` after a SKIP line where it cannot be mounted.
+fn copy_onto_tmpfs(
+    t: &TempDir,
+    src: &Path,
+    options: &str,
+    variant: Variant,
+) -> Option<(Tmpfs, PathBuf, Done)> {
+    let mnt = t.path().join("mnt");
+    let fs = match Tmpfs::with_options(&mnt, options) {
+        Ok(m) => m,
+        Err(e) => {
+            skip_outside_ci(&this_test(), &e);
+            return None;
+        }
+    };
+    let out = mnt.join("out");
+    let args = ["-j1", "--max-in-flight", "1"];
+    let d = spawn(tree_copy(src, &out, variant, &args)).wait();
+    Some((fs, out, d))
+}
+
 /// An 8 MiB device: a few small files, a 10 MiB file that fills it mid-file, then 3,000 small
 /// files that fill it between files. ENOSPC is reported for the file that hit it, nothing
 /// partial stands under a final name, what was placed stays whole, and once the device is full
@@ -343,21 +365,11 @@ fn enospc(variant: Variant) {
             &noise(4_000 + i, 1_000 + i as u64),
         );
     }
-    let mnt = t.path().join("mnt");
-    let _fs = match Tmpfs::mount(&mnt, "8m") {
-        Ok(m) => m,
-        Err(e) => return skip_outside_ci(&this_test(), &e),
-    };
-    let out = mnt.join("out");
     // `-j1` and one file in flight keep the order (large first, then walk order) deterministic
     // enough that the large file is the one that fills the device mid-file.
-    let d = spawn(tree_copy(
-        &src,
-        &out,
-        variant,
-        &["-j1", "--max-in-flight", "1"],
-    ))
-    .wait();
+    let Some((_fs, out, d)) = copy_onto_tmpfs(&t, &src, "size=8m", variant) else {
+        return;
+    };
     d.expect_code(1, "the device fills up");
     let lines = d.json();
     let failed: Vec<&Value> = lines.iter().filter(|l| l["reason"] == "failed").collect();
@@ -437,19 +449,9 @@ fn enospc_inodes(variant: Variant) {
             &noise(100 + i, i as u64),
         );
     }
-    let mnt = t.path().join("mnt");
-    let _fs = match Tmpfs::with_options(&mnt, "size=64m,nr_inodes=100") {
-        Ok(m) => m,
-        Err(e) => return skip_outside_ci(&this_test(), &e),
+    let Some((_fs, out, d)) = copy_onto_tmpfs(&t, &src, "size=64m,nr_inodes=100", variant) else {
+        return;
     };
-    let out = mnt.join("out");
-    let d = spawn(tree_copy(
-        &src,
-        &out,
-        variant,
-        &["-j1", "--max-in-flight", "1"],
-    ))
-    .wait();
     d.expect_code(1, "the device runs out of inodes");
     let failures = d.failures();
     let with = |text: &str| failures.values().filter(|e| e.contains(text)).count();
