@@ -74,11 +74,10 @@ impl Pipe {
 }
 
 /// `job`'s source opened through the ring: where the walk held the directory it was found below,
-/// its directory is opened beneath that (`engine::beneath`) and the file through the directory's
-/// `/proc/self/fd` name with `O_NOFOLLOW`, so nothing outside the source is read.
+/// by one `openat2` beneath that directory with no symlink followed (`uring::open`), so nothing
+/// outside the source is read.
 async fn open_source(job: &Job) -> io::Result<File> {
     match &job.src_root {
-        // One `openat2` beneath the walk's directory, nothing followed.
         Some(root) => {
             let rel = crate::engine::beneath::below(root, &job.src)?;
             super::open::open_beneath(root.clone(), rel, libc::O_RDONLY, 0).await
