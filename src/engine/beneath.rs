@@ -108,9 +108,15 @@ pub fn relative_c_path(rel: &Path) -> io::Result<std::ffi::CString> {
     }
 }
 
-/// Opens `rel` (no `..`, no absolute part) below `root` without following any symlink.
-fn open_beneath(root: BorrowedFd<'_>, rel: &Path, flags: libc::c_int) -> io::Result<OwnedFd> {
-    openat2(root, &relative_c_path(rel)?, open_flags(flags), 0)
+/// Opens `rel` (no `..`, no absolute part) below `root` without following any symlink, creating
+/// it with `mode` where `flags` ask to.
+pub fn open_beneath(
+    root: BorrowedFd<'_>,
+    rel: &Path,
+    flags: libc::c_int,
+    mode: u32,
+) -> io::Result<OwnedFd> {
+    openat2(root, &relative_c_path(rel)?, open_flags(flags), mode)
 }
 
 /// `openat2(root, rel, flags, mode)` resolved by [`RESOLVE`]; `rel` from [`relative_c_path`],
@@ -217,7 +223,7 @@ fn parent_beneath(root: BorrowedFd<'_>, rel: &Path) -> Option<io::Result<Held>> 
     let name = rel.file_name()?.to_os_string();
     let dir = rel.parent().unwrap_or(Path::new(""));
     Some(
-        open_beneath(root, dir, libc::O_PATH | libc::O_DIRECTORY).map(|dir| Held {
+        open_beneath(root, dir, libc::O_PATH | libc::O_DIRECTORY, 0).map(|dir| Held {
             dir,
             name: PathBuf::from(name),
         }),
@@ -241,14 +247,14 @@ pub fn below<'a>(root: &SourceRoot, src: &'a Path) -> io::Result<&'a Path> {
 /// directory on the way swapped for a symlink since (to `/etc`, say) is `ELOOP`, a per-file
 /// error, never a file from outside the source.
 pub fn open_source(root: &SourceRoot, src: &Path) -> io::Result<File> {
-    open_beneath(root.dir.as_fd(), below(root, src)?, libc::O_RDONLY).map(File::from)
+    open_beneath(root.dir.as_fd(), below(root, src)?, libc::O_RDONLY, 0).map(File::from)
 }
 
 /// The directory `path` itself, opened for reading beneath its run's out-dir (for `fchmod`,
 /// `futimens`, `fsync`); `None` as for [`parent`].
 pub fn open_dir(path: &Path) -> Option<io::Result<File>> {
     let (root, rel) = root_of(path)?;
-    Some(open_beneath(root.as_fd(), &rel, libc::O_RDONLY | libc::O_DIRECTORY).map(File::from))
+    Some(open_beneath(root.as_fd(), &rel, libc::O_RDONLY | libc::O_DIRECTORY, 0).map(File::from))
 }
 
 /// `path` as a path through its held parent, or itself where nothing is held; the guard keeps
@@ -265,7 +271,7 @@ pub fn through(path: &Path) -> io::Result<(PathBuf, Option<Held>)> {
 /// `unlinkat` there.
 pub fn remove_file(root: BorrowedFd<'_>, rel: &Path) -> io::Result<()> {
     let dir = rel.parent().unwrap_or(Path::new(""));
-    let dir = open_beneath(root, dir, libc::O_PATH | libc::O_DIRECTORY)?;
+    let dir = open_beneath(root, dir, libc::O_PATH | libc::O_DIRECTORY, 0)?;
     let name = c_path(Path::new(name_of(rel)))?;
     // SAFETY: a held directory descriptor and a valid C string.
     if unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), 0) } < 0 {

@@ -473,7 +473,7 @@ impl Run<'_> {
         queue.push_grouped(
             ready
                 .into_iter()
-                .map(|i| (i, dir_group(&self.plan.jobs[i], i))),
+                .map(|i| (i, dir_group(&self.plan.jobs[i]))),
         );
     }
 
@@ -693,16 +693,13 @@ const GROUPED_BELOW: u64 = 256 << 10;
 /// Up to this many files of one directory go to one worker at a time.
 pub const GROUP_RUN: usize = 32;
 
-/// The queue group of job `i`: its destination directory for a small file, else itself.
-fn dir_group(job: &Job, i: usize) -> u64 {
+/// The queue group of a job: its destination directory for a small file; a larger one is taken
+/// alone.
+fn dir_group(job: &Job) -> Option<u64> {
     use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-    match job.dst.parent() {
-        Some(dir) if job.size < GROUPED_BELOW => {
-            // Clear of the ungrouped bit: equal for one directory, rarely for two.
-            BuildHasherDefault::<DefaultHasher>::default().hash_one(dir) >> 1
-        }
-        _ => (1 << 63) | i as u64,
-    }
+    let dir = job.dst.parent().filter(|_| job.size < GROUPED_BELOW)?;
+    // Equal for one directory, rarely for two (then two directories share a run: still correct).
+    Some(BuildHasherDefault::<DefaultHasher>::default().hash_one(dir))
 }
 
 /// Files of at least this size are queued first, largest first.

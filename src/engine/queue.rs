@@ -8,8 +8,9 @@ use std::task::{Context, Poll, Waker};
 
 #[derive(Default)]
 struct State {
-    /// Items with their group: items of one group next to each other go to one taker together.
-    items: VecDeque<(usize, u64)>,
+    /// Items with their group: items of one group next to each other go to one taker together;
+    /// an item without one is taken alone.
+    items: VecDeque<(usize, Option<u64>)>,
     closed: bool,
     /// Ring lanes waiting for an item, woken by the next push or the close.
     wakers: Vec<Waker>,
@@ -41,11 +42,11 @@ impl FileQueue {
 
     /// Queues `items`, each in a group of its own.
     pub fn push(&self, items: impl IntoIterator<Item = usize>) {
-        self.push_grouped(items.into_iter().map(|i| (i, UNGROUPED | i as u64)));
+        self.push_grouped(items.into_iter().map(|i| (i, None)));
     }
 
     /// Queues `items` with their groups (see [`Taker`]).
-    pub fn push_grouped(&self, items: impl IntoIterator<Item = (usize, u64)>) {
+    pub fn push_grouped(&self, items: impl IntoIterator<Item = (usize, Option<u64>)>) {
         let wakers = {
             let mut s = self.lock();
             let before = s.items.len();
@@ -93,7 +94,7 @@ impl FileQueue {
                 batch.push_back(i);
                 while batch.len() < max {
                     match s.items.front() {
-                        Some(&(j, g)) if g == group => {
+                        Some(&(j, g)) if group.is_some() && g == group => {
                             s.items.pop_front();
                             batch.push_back(j);
                         }
@@ -137,9 +138,6 @@ impl FileQueue {
         Poll::Pending
     }
 }
-
-/// Group bit of items pushed without a group: each is a group of its own.
-const UNGROUPED: u64 = 1 << 63;
 
 /// One thread's claim on the queue: it takes the items of one group (the small files of one
 /// destination directory) that stand together in runs, so that threads work in different
@@ -206,7 +204,8 @@ mod tests {
     #[test]
     fn a_taker_takes_a_run_of_one_group_and_another_taker_the_next_group() {
         let q = FileQueue::new();
-        q.push_grouped([(0, 7), (1, 7), (2, 7), (3, 9), (4, 9), (5, 7)]);
+        let g = |i, group| (i, Some(group));
+        q.push_grouped([g(0, 7), g(1, 7), g(2, 7), g(3, 9), g(4, 9), g(5, 7)]);
         q.push([6, 7]);
         q.close();
         let (mut a, mut b) = (q.taker(2), q.taker(32));

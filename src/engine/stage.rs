@@ -290,9 +290,7 @@ impl Open<'_> {
             #[cfg(target_os = "linux")]
             Open::Beneath { root, rel, mode } => {
                 use std::os::fd::AsFd;
-                let rel = super::beneath::relative_c_path(rel)?;
-                let flags = super::beneath::open_flags(CREATE_NEW);
-                super::beneath::openat2(root.as_fd(), &rel, flags, mode).map(File::from)
+                super::beneath::open_beneath(root.as_fd(), rel, CREATE_NEW, mode).map(File::from)
             }
         }
     }

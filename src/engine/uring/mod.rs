@@ -17,11 +17,11 @@ mod copy;
 mod exec;
 mod kernel;
 mod open;
-
-pub use open::open_beneath;
 mod probe;
 mod ring;
 mod route;
+
+pub use open::open_beneath;
 #[cfg(test)]
 pub(crate) mod tests;
 
